@@ -1,0 +1,96 @@
+"""Seeding, device choice and a minimal training loop shared by every chapter."""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+from tqdm import tqdm
+
+
+def seed_everything(seed: int) -> torch.Generator:
+    """Seed Python, NumPy and torch; return a torch generator seeded the same way."""
+    if not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"seed: expected a non-negative integer, got {seed!r}")
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    return torch.Generator().manual_seed(seed)
+
+
+def pick_device(prefer: str | None = None) -> torch.device:
+    """``prefer`` if given, else the first of cuda, mps and cpu that is available."""
+    if prefer is not None:
+        return torch.device(prefer)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+@dataclass
+class History:
+    """Per-epoch mean training loss and the wall-clock seconds at the end of each epoch."""
+
+    loss: list[float] = field(default_factory=list)
+    seconds: list[float] = field(default_factory=list)
+
+
+def fit(model: nn.Module, loss_fn: Callable[[Tensor], Tensor], data: Tensor | tuple[Tensor, ...],
+        optimizer: torch.optim.Optimizer, epochs: int, batch_size: int = 100,
+        generator: torch.Generator | None = None, max_seconds: float | None = None,
+        on_epoch_end: Callable[[int, float], None] | None = None,
+        progress: bool = True) -> History:
+    """Minimise ``loss_fn(*batch)`` over shuffled mini-batches of ``data``.
+
+    ``data`` is a tensor or a tuple of tensors sharing their first dimension; each batch is
+    moved to the model's device. Stops after ``epochs`` epochs or ``max_seconds`` of training,
+    whichever comes first, and raises ``FloatingPointError`` as soon as a loss is NaN or
+    infinite. ``on_epoch_end(epoch, seconds)`` runs after each epoch, outside the timed budget.
+    """
+    tensors = data if isinstance(data, tuple) else (data,)
+    n = len(tensors[0])
+    if any(len(t) != n for t in tensors):
+        raise ValueError("data: all tensors must have the same first dimension")
+    if not isinstance(epochs, int) or epochs < 1:
+        raise ValueError(f"epochs: expected a positive integer, got {epochs!r}")
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size: expected a positive integer, got {batch_size!r}")
+    device = next(model.parameters()).device
+    history, elapsed = History(), 0.0
+    steps = epochs * math.ceil(n / batch_size)
+    with tqdm(total=steps, disable=not progress, leave=False, desc="training") as bar:
+        for epoch in range(epochs):
+            start, total = time.perf_counter(), 0.0
+            model.train()
+            order = torch.randperm(n, generator=generator)
+            for first in range(0, n, batch_size):
+                index = order[first:first + batch_size]
+                loss = loss_fn(*(t[index].to(device) for t in tensors))
+                if not torch.isfinite(loss):
+                    raise FloatingPointError(
+                        f"loss became {loss.item()} at epoch {epoch + 1}, batch "
+                        f"{first // batch_size + 1}: lower the learning rate or check the inputs")
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                total += loss.item() * len(index)
+                bar.update()
+            elapsed += time.perf_counter() - start
+            history.loss.append(total / n)
+            history.seconds.append(elapsed)
+            bar.set_postfix(loss=f"{total / n:.4g}")
+            if on_epoch_end is not None:
+                model.eval()
+                on_epoch_end(epoch, elapsed)
+            if max_seconds is not None and elapsed >= max_seconds:
+                break
+    model.eval()
+    return history

@@ -1,0 +1,150 @@
+"""paperlib.proofs must accept correct steps and reject subtly wrong ones, naming the step."""
+
+import pytest
+import sympy as sp
+from sympy.stats import Expectation, Normal
+
+from paperlib.proofs import Derivation, StepError, check_answer, equivalent
+
+mu = sp.Symbol("mu", real=True)
+sigma = sp.Symbol("sigma", positive=True)
+beta = sp.Symbol("beta", positive=True)
+t = sp.Symbol("t", integer=True, positive=True)
+i = sp.Symbol("i", integer=True)
+x = sp.Symbol("x", real=True)
+
+KL_CLOSED = (mu**2 + sigma**2 - 2 * sp.log(sigma) - 1) / 2
+
+
+def kl_expectation():
+    """KL(N(mu, sigma^2) || N(0, 1)) as E_q[log q(Z) - log p(Z)], left unevaluated."""
+    z = sp.Symbol("z", real=True)
+    log_q = -sp.log(sigma) - sp.log(2 * sp.pi) / 2 - (z - mu) ** 2 / (2 * sigma**2)
+    log_p = -sp.log(2 * sp.pi) / 2 - z**2 / 2
+    return Expectation((log_q - log_p).subs(z, Normal("Z", mu, sigma)))
+
+
+def test_correct_gaussian_kl_is_proved_symbolically():
+    d = Derivation(kl_expectation()).step(KL_CLOSED, why="Gaussian moments").check()
+    assert d.checked
+    assert "✓ symbolic" in d._repr_markdown_()
+
+
+@pytest.mark.parametrize("wrong, what", [
+    (mu**2 + sigma**2 - 2 * sp.log(sigma) - 1, "dropped 1/2"),
+    ((mu**2 + sigma**2 + 2 * sp.log(sigma) - 1) / 2, "flipped sign"),
+    ((mu**2 + sigma**2 - sp.log(sigma) - 1) / 2, "log sigma for log sigma^2"),
+])
+def test_subtly_wrong_kl_steps_are_rejected(wrong, what):
+    d = Derivation(kl_expectation()).step(KL_CLOSED, why="closed form").step(wrong, why=what)
+    with pytest.raises(StepError) as error:
+        d.check()
+    assert error.value.number == 2
+    message = str(error.value)
+    assert f"Step 2 ({what})" in message and "counterexample" in message
+    assert "simplified difference" in message
+    assert d.steps[0].verdict.holds and not d.steps[1].verdict.holds
+
+
+def test_geometric_sum_and_off_by_one_lower_limit():
+    right = (1 - beta) * sp.Sum(beta ** (t - i), (i, 1, t))
+    Derivation(right, assumptions=[beta < 1]).step(1 - beta**t, why="geometric sum").check()
+    off_by_one = (1 - beta) * sp.Sum(beta ** (t - i), (i, 0, t))
+    with pytest.raises(StepError, match=r"Step 1 \(geometric sum\)"):
+        Derivation(off_by_one, assumptions=[beta < 1]).step(1 - beta**t,
+                                                           why="geometric sum").check()
+    Derivation(off_by_one, assumptions=[beta < 1]).step(1 - beta ** (t + 1)).check()
+
+
+def test_numeric_fallback_is_reported_and_still_catches_errors():
+    # sqrt(x^2) = |x| needs the sign of x: with only x real, simplify proves it; a step SymPy
+    # cannot simplify (a Piecewise from a sum with a free ratio) falls back to numbers.
+    d = Derivation(sp.Sum(beta**i, (i, 0, t - 1)), assumptions=[beta < 1])
+    d.step((1 - beta**t) / (1 - beta), why="geometric series").check()
+    assert d.steps[0].verdict.method in {"symbolic", "numeric"}
+    if d.steps[0].verdict.method == "numeric":
+        assert "numeric (24 points)" in d._repr_markdown_()
+    with pytest.raises(StepError):
+        Derivation(sp.Sum(beta**i, (i, 0, t - 1)), assumptions=[beta < 1]).step(
+            (1 - beta ** (t - 1)) / (1 - beta)).check()
+
+
+def test_inequalities_and_their_direction():
+    y = sp.Symbol("y", positive=True)
+    # log y <= y - 1 for y > 0: true one way, false the other
+    Derivation(sp.log(y)).step(y - 1, rel="<=", why="tangent line").check()
+    with pytest.raises(StepError, match="at least"):
+        Derivation(sp.log(y)).step(y - 1, rel=">=").check()
+    # Cauchy-Schwarz style: |a| <= sqrt(a^2 + b^2)
+    a, b = sp.symbols("a b", real=True)
+    Derivation(sp.Abs(a)).step(sp.sqrt(a**2 + b**2), rel="<=").check()
+
+
+def test_assumptions_restrict_the_domain():
+    # sqrt(x^2) = x only for x >= 0; the assumption makes it true, its absence makes it fail
+    Derivation(sp.sqrt(x**2), assumptions=[x > 0]).step(x).check()
+    with pytest.raises(StepError):
+        Derivation(sp.sqrt(x**2)).step(x).check()
+    Derivation(sp.sqrt(x**2), assumptions={x: sp.Interval(1, 2)}).step(x).check()
+
+
+def test_joint_assumptions_filter_the_sample():
+    a, b = sp.symbols("a b", positive=True)
+    # max(a, b) = b holds whenever a < b, a condition on two symbols at once
+    Derivation(sp.Max(a, b), assumptions=[a < b]).step(b).check()
+    with pytest.raises(StepError):
+        Derivation(sp.Max(a, b)).step(b).check()
+
+
+def test_a_step_that_cannot_be_evaluated_fails_instead_of_passing():
+    f = sp.Function("f")
+    # f(x) = f(-x) needs f to be even: SymPy cannot prove it and cannot evaluate an unknown f
+    with pytest.raises(StepError, match="could not be proved"):
+        Derivation(f(x)).step(f(-x), why="f is even?").check()
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match="rel"):
+        Derivation(x).step(x, rel="<")
+    with pytest.raises(TypeError, match="assumptions"):
+        Derivation(x, assumptions=["x > 0"])
+    with pytest.raises(ValueError, match="samples"):
+        Derivation(x, samples=0)
+
+
+def test_rendering_shows_every_step_with_status():
+    d = Derivation(sp.log(sigma**2), title="a title").step(2 * sp.log(sigma), why="power")
+    assert "not checked" in d._repr_markdown_()
+    d.check()
+    text = d._repr_markdown_()
+    assert text.startswith("**a title**")
+    assert r"$\log{\left(\sigma^{2} \right)}$" in text and "✓ symbolic" in text
+    assert "power" in repr(d)
+    # an absolute value must not break the Markdown table into extra cells
+    row = Derivation(sp.Abs(x)).step(sp.sqrt(x**2))._repr_markdown_().splitlines()[-1]
+    assert row.count("|") == 6
+
+
+def test_check_answer_accepts_any_algebraic_form(capsys):
+    expected = KL_CLOSED
+    assert check_answer("(mu^2 + sigma^2 - 1)/2 - log(sigma)", expected)
+    assert check_answer(sp.expand(expected), expected)
+    assert check_answer("mu**2/2 + sigma**2/2 - log(sigma**2)/2 - 1/2", expected)
+    assert "Right" in capsys.readouterr().out
+
+
+def test_check_answer_rejects_wrong_answers_with_a_hint(capsys):
+    expected = KL_CLOSED
+    assert not check_answer("(mu^2 + sigma^2 - 1)/2 + log(sigma)", expected, hint="sign of log")
+    out = capsys.readouterr().out
+    assert "Not quite" in out and "sign of log" in out
+    assert not check_answer("mu**2 + nu", expected)
+    assert "nu" in capsys.readouterr().out
+    assert not check_answer(None, expected)
+    assert "Not answered" in capsys.readouterr().out
+    assert not check_answer("mu +* 2", expected)
+
+
+def test_equivalent():
+    assert equivalent(sp.log(sigma**2), 2 * sp.log(sigma))
+    assert not equivalent(sp.log(sigma**2), sp.log(sigma))

@@ -1,0 +1,72 @@
+"""paperlib.train: seeding, device choice, and the fit loop's contract."""
+
+import pytest
+import torch
+from torch import nn
+
+from paperlib.train import fit, pick_device, seed_everything
+
+
+def test_seeding_makes_runs_repeatable():
+    seed_everything(3)
+    a = torch.randn(4)
+    seed_everything(3)
+    assert torch.equal(a, torch.randn(4))
+    with pytest.raises(ValueError, match="seed"):
+        seed_everything(-1)
+
+
+def test_pick_device():
+    assert pick_device("cpu") == torch.device("cpu")
+    assert pick_device().type in {"cpu", "cuda", "mps"}
+
+
+def regression(n=256):
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(n, 3, generator=g)
+    y = x @ torch.tensor([1.0, -2.0, 0.5]) + 0.3
+    return x, y
+
+
+def test_fit_reduces_the_loss_and_records_history():
+    x, y = regression()
+    torch.manual_seed(0)
+    model = nn.Linear(3, 1)
+    seen = []
+    history = fit(model, lambda xb, yb: (model(xb).squeeze(1) - yb).pow(2).mean(), (x, y),
+                  torch.optim.SGD(model.parameters(), lr=0.1), epochs=20, batch_size=32,
+                  generator=torch.Generator().manual_seed(0), progress=False,
+                  on_epoch_end=lambda epoch, seconds: seen.append(epoch))
+    assert len(history.loss) == len(history.seconds) == 20 and seen == list(range(20))
+    assert history.loss[-1] < 1e-3 * history.loss[0]
+    assert history.seconds == sorted(history.seconds)
+
+
+def test_fit_stops_with_a_clear_error_on_nan():
+    x, y = regression()
+    model = nn.Linear(3, 1)
+    with pytest.raises(FloatingPointError, match="epoch 1, batch 1"):
+        fit(model, lambda xb, yb: model(xb).sum() * float("nan"), (x, y),
+            torch.optim.SGD(model.parameters(), lr=0.1), epochs=2, progress=False)
+
+
+def test_fit_respects_the_time_budget():
+    x, y = regression()
+    model = nn.Linear(3, 1)
+    history = fit(model, lambda xb, yb: (model(xb).squeeze(1) - yb).pow(2).mean(), (x, y),
+                  torch.optim.SGD(model.parameters(), lr=0.01), epochs=10_000, batch_size=8,
+                  max_seconds=0.2, progress=False)
+    assert len(history.loss) < 10_000 and history.seconds[-1] >= 0.2
+
+
+@pytest.mark.parametrize("kwargs, name", [
+    (dict(epochs=0), "epochs"), (dict(epochs=1, batch_size=0), "batch_size")])
+def test_fit_bad_arguments(kwargs, name):
+    x, y = regression()
+    model = nn.Linear(3, 1)
+    with pytest.raises(ValueError, match=name):
+        fit(model, lambda xb, yb: model(xb).sum(), (x, y),
+            torch.optim.SGD(model.parameters(), lr=0.1), **kwargs)
+    with pytest.raises(ValueError, match="data"):
+        fit(model, lambda xb, yb: model(xb).sum(), (x, y[:5]),
+            torch.optim.SGD(model.parameters(), lr=0.1), epochs=1)

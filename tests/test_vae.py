@@ -1,0 +1,154 @@
+"""paperlib.vae against torch.distributions, on a conjugate model, and on bad input."""
+
+import math
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from torch.distributions import Bernoulli, Independent, Normal, kl_divergence
+
+from paperlib.train import fit
+from paperlib.vae import (SCALES, VAE, bernoulli_nll, elbo, gaussian_nll, kl_normal, log_normal,
+                          reparameterize)
+
+
+
+@pytest.fixture(autouse=True)
+def float64():
+    """Exact comparisons in double precision, restored afterwards for the other test files."""
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    yield
+    torch.set_default_dtype(previous)
+
+
+@settings(max_examples=40, deadline=None)
+@given(batch=st.integers(1, 5), dim=st.integers(1, 8), seed=st.integers(0, 2**16),
+       scale=st.floats(0.1, 4.0))
+def test_kl_normal_matches_torch_distributions(batch, dim, seed, scale):
+    g = torch.Generator().manual_seed(seed)
+    mu = scale * torch.randn(batch, dim, generator=g)
+    logvar = scale * torch.randn(batch, dim, generator=g)
+    q = Independent(Normal(mu, torch.exp(0.5 * logvar)), 1)
+    p = Independent(Normal(torch.zeros(dim), torch.ones(dim)), 1)
+    expected = kl_divergence(q, p)
+    assert kl_normal(mu, logvar).shape == (batch,)
+    torch.testing.assert_close(kl_normal(mu, logvar), expected, rtol=1e-10, atol=1e-10)
+
+
+def test_kl_normal_is_zero_only_at_the_prior():
+    zero = torch.zeros(3, 4)
+    assert torch.equal(kl_normal(zero, zero), torch.zeros(3))
+    assert (kl_normal(zero + 0.1, zero) > 0).all() and (kl_normal(zero, zero + 0.1) > 0).all()
+
+
+def test_reparameterized_samples_have_the_right_mean_and_variance():
+    n = 200_000
+    mu = torch.tensor([[-1.5, 0.0, 2.0]]).expand(n, 3)
+    logvar = torch.log(torch.tensor([[0.25, 1.0, 4.0]])).expand(n, 3)
+    z = reparameterize(mu, logvar, torch.Generator().manual_seed(0))
+    # standard errors: sigma / sqrt(n) for the mean, sigma^2 * sqrt(2 / n) for the variance
+    sigma2 = torch.tensor([0.25, 1.0, 4.0])
+    assert (z.mean(0) - mu[0]).abs().le(5 * (sigma2 / n).sqrt()).all()
+    assert (z.var(0) - sigma2).abs().le(5 * sigma2 * math.sqrt(2 / n)).all()
+
+
+def test_reparameterization_passes_gradients_to_mu_and_logvar():
+    mu = torch.zeros(4, 2, requires_grad=True)
+    logvar = torch.zeros(4, 2, requires_grad=True)
+    reparameterize(mu, logvar, torch.Generator().manual_seed(1)).pow(2).sum().backward()
+    assert mu.grad.abs().sum() > 0 and logvar.grad.abs().sum() > 0
+
+
+def test_likelihoods_match_torch_distributions():
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(5, 1, 4, 4, generator=g)
+    x = torch.rand(5, 1, 4, 4, generator=g).round()
+    expected = -Bernoulli(logits=logits).log_prob(x).flatten(1).sum(1)
+    torch.testing.assert_close(bernoulli_nll(logits, x), expected)
+    mean, y = torch.randn(5, 6, generator=g), torch.randn(5, 6, generator=g)
+    expected = -Normal(mean, math.sqrt(0.3)).log_prob(y).sum(1)
+    torch.testing.assert_close(gaussian_nll(mean, y, var=0.3), expected)
+    z, m, lv = torch.randn(3, 2, generator=g), torch.randn(3, 2, generator=g), torch.randn(3, 2, generator=g)
+    torch.testing.assert_close(log_normal(z, m, lv), Normal(m, (0.5 * lv).exp()).log_prob(z).sum(1))
+
+
+def conjugate(s2: float, x: float):
+    """z ~ N(0, 1), x | z ~ N(z, s2): log p(x) and the exact posterior's (mean, logvar)."""
+    log_px = Normal(0.0, math.sqrt(1 + s2)).log_prob(torch.tensor(x))
+    return log_px, x / (1 + s2), math.log(s2 / (1 + s2))
+
+
+def mc_elbo(x, m, logvar, s2, n=20_000, kl="analytic"):
+    mu = torch.full((n, 1), m)
+    lv = torch.full((n, 1), logvar)
+    z = reparameterize(mu, lv, torch.Generator().manual_seed(3))
+    xs = torch.full((n, 1), x)
+    return elbo(xs, z, mu, lv, z=z, likelihood="gaussian", kl=kl, var=s2)
+
+
+@pytest.mark.parametrize("m, logvar", [(0.0, 0.0), (1.0, -1.0), (-2.0, 1.0), (0.5, -3.0)])
+def test_elbo_is_below_log_evidence_on_a_conjugate_model(m, logvar):
+    s2, x = 0.5, 1.3
+    log_px, _, _ = conjugate(s2, x)
+    values = mc_elbo(x, m, logvar, s2)
+    # the Monte Carlo mean is within 5 standard errors of the true ELBO, which is < log p(x)
+    assert values.mean() + 5 * values.std() / math.sqrt(len(values)) < log_px
+
+
+def test_elbo_equals_log_evidence_at_the_exact_posterior():
+    s2, x = 0.5, 1.3
+    log_px, post_mean, post_logvar = conjugate(s2, x)
+    # with q = p(z|x), log p(x, z) - log q(z) = log p(x) for every z: zero-variance estimate
+    values = mc_elbo(x, post_mean, post_logvar, s2, n=100, kl="mc")
+    torch.testing.assert_close(values, torch.full_like(values, log_px.item()))
+    # and the analytic-KL estimator is unbiased for the same value
+    analytic = mc_elbo(x, post_mean, post_logvar, s2)
+    assert abs(analytic.mean() - log_px) < 5 * analytic.std() / math.sqrt(len(analytic))
+
+
+def test_vae_shapes_and_elbo():
+    model = VAE(x_dim=16, hidden=8, z_dim=3)
+    x = torch.rand(7, 1, 4, 4)
+    decoded, mu, logvar, z = model(x)
+    assert decoded.shape == (7, 16) and mu.shape == logvar.shape == z.shape == (7, 3)
+    assert model.elbo(x).shape == (7,)
+    assert model.sample(5).shape == (5, 16)
+    assert 0 <= model.sample(5).min() and model.sample(5).max() <= 1
+    gaussian = VAE(x_dim=16, hidden=8, z_dim=3, likelihood="gaussian", var=0.1)
+    assert torch.isfinite(gaussian.loss(x))
+
+
+@pytest.mark.parametrize("call, name", [
+    (lambda: kl_normal(torch.zeros(2, 3), torch.zeros(2, 4)), "logvar"),
+    (lambda: reparameterize(torch.zeros(2, 3), torch.zeros(3, 3)), "logvar"),
+    (lambda: bernoulli_nll(torch.zeros(2, 3), torch.full((2, 3), 1.5)), "x"),
+    (lambda: gaussian_nll(torch.zeros(2, 3), torch.zeros(2, 3), var=0.0), "var"),
+    (lambda: elbo(torch.zeros(1, 2), torch.zeros(1, 2), torch.zeros(1, 2), torch.zeros(1, 2),
+                  likelihood="poisson"), "likelihood"),
+    (lambda: elbo(torch.zeros(1, 2), torch.zeros(1, 2), torch.zeros(1, 2), torch.zeros(1, 2),
+                  kl="mc"), "z"),
+    (lambda: elbo(torch.zeros(1, 2), torch.zeros(1, 2), torch.zeros(1, 2), torch.zeros(1, 2),
+                  kl="exact"), "kl"),
+    (lambda: VAE(z_dim=0), "z_dim"),
+    (lambda: VAE(likelihood="laplace"), "likelihood"),
+    (lambda: VAE(var=-1.0), "var"),
+    (lambda: VAE().loss(torch.zeros(2, 1, 27, 27)), "x"),
+])
+def test_bad_arguments_name_the_argument(call, name):
+    with pytest.raises(ValueError, match=rf"^{name}:"):
+        call()
+
+
+@pytest.mark.parametrize("scale", sorted(SCALES))
+def test_every_scale_builds_and_trains_for_two_steps(scale):
+    """The paper-scale switch must not rot: build each configuration and take two steps."""
+    cfg = SCALES[scale]
+    torch.manual_seed(0)
+    model = VAE(hidden=cfg["hidden"], z_dim=cfg["z_dim"]).float()
+    x = torch.rand(2 * cfg["batch_size"], 1, 28, 28, dtype=torch.float32)
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg["lr"])
+    history = fit(model, model.loss, x, optimizer, epochs=1, batch_size=cfg["batch_size"],
+                  progress=False)
+    assert len(history.loss) == 1 and math.isfinite(history.loss[0])
