@@ -299,6 +299,18 @@ class Derivation:
             previous = step.expr
         return self
 
+    def refute(self) -> StepError:
+        """Check a derivation that is meant to be wrong (a pitfall): return its StepError.
+
+        Raises ``AssertionError`` if every step holds, so a pitfall that stops failing is noticed.
+        """
+        try:
+            self.check()
+        except StepError as error:
+            return error
+        raise AssertionError(f"expected a step of {self.title or 'this derivation'!r} to fail, "
+                             "but every step holds")
+
     @property
     def checked(self) -> bool:
         return bool(self.steps) and all(s.verdict and s.verdict.holds for s in self.steps)

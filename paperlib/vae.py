@@ -31,8 +31,9 @@ def _per_example(values: Tensor) -> Tensor:
 def reparameterize(mu: Tensor, logvar: Tensor, generator: torch.Generator | None = None) -> Tensor:
     """Draw z ~ N(mu, exp(logvar)) as a differentiable function of (mu, logvar)."""
     _same_shape(mu=mu, logvar=logvar)
-    # eps ~ N(0, I), drawn independently of the parameters
-    eps = torch.randn(mu.shape, generator=generator, dtype=mu.dtype, device=mu.device)
+    # eps ~ N(0, I), drawn independently of the parameters (on the generator's device)
+    where = generator.device if generator is not None else mu.device
+    eps = torch.randn(mu.shape, generator=generator, dtype=mu.dtype, device=where).to(mu.device)
     # z = mu + sigma * eps,  sigma = exp(logvar / 2)
     return mu + torch.exp(0.5 * logvar) * eps
 
@@ -150,11 +151,35 @@ class VAE(nn.Module):
         return -self.elbo(x).mean()
 
     @torch.no_grad()
+    def log_px(self, x: Tensor, samples: int = 100, generator: torch.Generator | None = None
+               ) -> Tensor:
+        """Importance-sampled estimate of log p(x) per example, with q(z|x) as the proposal.
+
+        log p(x) ~ log (1/K) sum_k p(x, z_k) / q(z_k|x), z_k ~ q(z|x): a lower bound in
+        expectation that tightens as K grows (Burda et al., 2016); K = 1 is the ELBO.
+        """
+        if not isinstance(samples, int) or samples < 1:
+            raise ValueError(f"samples: expected a positive integer, got {samples!r}")
+        flat = self._flat(x)
+        mu, logvar = self.encode(flat)
+        weights = []
+        for _ in range(samples):
+            z = reparameterize(mu, logvar, generator)
+            decoded = self.decode(z)
+            log_lik = (-bernoulli_nll(decoded, flat) if self.likelihood == "bernoulli"
+                       else -gaussian_nll(decoded, flat, self.var))
+            zero = torch.zeros_like(z)
+            # log w_k = log p(x|z_k) + log p(z_k) - log q(z_k|x)
+            weights.append(log_lik + log_normal(z, zero, zero) - log_normal(z, mu, logvar))
+        return torch.logsumexp(torch.stack(weights), dim=0) - math.log(samples)
+
+    @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
         """Mean images of p(x|z) for z ~ N(0, I), shaped like the flat inputs."""
+        device = next(self.parameters()).device
         z = torch.randn(n, self.z_dim, generator=generator,
-                        device=next(self.parameters()).device)
-        return self.mean_image(z)
+                        device=generator.device if generator is not None else device)
+        return self.mean_image(z.to(device))
 
     def mean_image(self, z: Tensor) -> Tensor:
         """E[x|z]: sigmoid of the logits, or the Gaussian mean itself."""

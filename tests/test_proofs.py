@@ -148,3 +148,10 @@ def test_check_answer_rejects_wrong_answers_with_a_hint(capsys):
 def test_equivalent():
     assert equivalent(sp.log(sigma**2), 2 * sp.log(sigma))
     assert not equivalent(sp.log(sigma**2), sp.log(sigma))
+
+
+def test_refute_returns_the_error_of_a_wrong_derivation_and_rejects_a_right_one():
+    error = Derivation(sp.log(sigma**2)).step(sp.log(sigma), why="wrong").refute()
+    assert isinstance(error, StepError) and error.number == 1
+    with pytest.raises(AssertionError, match="expected a step"):
+        Derivation(sp.log(sigma**2)).step(2 * sp.log(sigma)).refute()
