@@ -10,7 +10,8 @@ from torch import Tensor
 def tile(images: Tensor, ncol: int, pad: int = 1) -> Tensor:
     """Arrange ``images`` (N x H x W, N x 1 x H x W, or N x H*W for square images) in a grid.
 
-    Returns one H' x W' tensor with ``pad`` pixels of value 1 between tiles, row by row.
+    Returns one H' x W' tensor with ``pad`` pixels of value 0 (white in ``gray_r``) between
+    tiles, row by row.
     """
     images = images.detach().cpu().float()
     if images.dim() == 2:
@@ -28,7 +29,7 @@ def tile(images: Tensor, ncol: int, pad: int = 1) -> Tensor:
         raise ValueError(f"ncol: expected a positive integer, got {ncol!r}")
     n, h, w = images.shape
     nrow = -(-n // ncol)
-    canvas = torch.ones(nrow * (h + pad) + pad, ncol * (w + pad) + pad)
+    canvas = torch.zeros(nrow * (h + pad) + pad, ncol * (w + pad) + pad)
     for k in range(n):
         r, c = divmod(k, ncol)
         top, left = pad + r * (h + pad), pad + c * (w + pad)

@@ -257,12 +257,16 @@ def _tex(expr: sp.Expr) -> str:
 class Derivation:
     """A chain ``start = step_1 = step_2 >= step_3 ...`` whose links are checked by SymPy.
 
+    ``assumptions`` are relations such as ``sigma > 0`` or ``0 < beta < 1`` (or a mapping
+    ``{symbol: Interval}``); conditions on several symbols at once filter the random points.
+    ``tex`` replaces how the start is shown, as ``step(..., tex=...)`` does for a step.
+
     >>> x = sp.Symbol("x", positive=True)
     >>> Derivation(sp.log(x**2)).step(2 * sp.log(x), why="log of a power").check()  # doctest: +SKIP
     """
 
     def __init__(self, start, assumptions=None, title: str = "", samples: int = 24,
-                 seed: int = 0):
+                 seed: int = 0, tex: str | None = None):
         if samples < 1:
             raise ValueError(f"samples: expected a positive number of random points, got {samples}")
         self.title = title
@@ -270,7 +274,7 @@ class Derivation:
         self.domain = _Domain.from_assumptions(assumptions)
         self.samples, self.seed = samples, seed
         self.steps: list[_Step] = []
-        self.display: dict[int, str] = {}
+        self.display: dict[int, str] = {} if tex is None else {0: tex}
 
     def step(self, expr, why: str = "", rel: str = "=", tex: str | None = None) -> Derivation:
         """Add a step; ``rel`` is how the previous expression relates to this one.
@@ -329,9 +333,9 @@ class Derivation:
         return f"✓ numeric ({step.verdict.points} points)"
 
     def _rows(self):
-        yield 0, "", self.display.get(0, _tex(self.start)), "start", ""
+        yield 0, "", _tex(self.display.get(0, self.start)), "start", ""
         for number, step in enumerate(self.steps, start=1):
-            yield (number, _RELATIONS[step.relation], self.display.get(number, _tex(step.expr)),
+            yield (number, _RELATIONS[step.relation], _tex(self.display.get(number, step.expr)),
                    step.why, self._status(step))
 
     def _repr_markdown_(self) -> str:
@@ -339,7 +343,8 @@ class Derivation:
         lines += ["| step | | expression | why | check |", "|---:|:-:|:--|:--|:--|"]
         for number, rel, tex, why, status in self._rows():
             relation = f"${rel}$" if rel else ""
-            lines.append(f"| {number} | {relation} | ${tex}$ | {why.replace('|', '/')} | {status} |")
+            why = why.replace("|", r"\|")  # an escaped pipe stays inside its table cell
+            lines.append(f"| {number} | {relation} | ${tex}$ | {why} | {status} |")
         return "\n".join(lines)
 
     def __repr__(self) -> str:

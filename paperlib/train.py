@@ -66,7 +66,8 @@ def fit(model: nn.Module, loss_fn: Callable[[Tensor], Tensor], data: Tensor | tu
     device = next(model.parameters()).device
     history, elapsed = History(), 0.0
     steps = epochs * math.ceil(n / batch_size)
-    with tqdm(total=steps, disable=not progress, leave=False, desc="training") as bar:
+    with tqdm(total=steps, disable=not progress, leave=False, desc="training",
+              mininterval=2.0) as bar:
         for epoch in range(epochs):
             start, total = time.perf_counter(), 0.0
             model.train()

@@ -1,0 +1,40 @@
+# Build the book and run the checks; each target sets up what it needs (see README.md).
+# paperlib is imported from the checkout through PYTHONPATH and deliberately NOT installed into
+# .venv: tests/test_colab.py proves that a chapter's first cell installs it, as on Colab.
+
+SHELL   := /bin/bash
+.DEFAULT_GOAL := book
+
+VENV    := .venv
+BIN     := $(VENV)/bin
+WITH_PAPERLIB := PYTHONPATH=$(CURDIR)
+HTML    := _build/html
+TIMEOUT := 900
+
+.PHONY: book test proofs clean
+
+$(VENV)/.installed: requirements.txt
+	test -x $(BIN)/python || python3 -m venv $(VENV)
+	$(BIN)/python -m pip install --disable-pip-version-check -r requirements.txt
+	touch $@
+
+# -W --keep-going reports every warning, then fails (without -W a notebook that fails still
+# builds with exit code 0). The doctrees go first: an incremental build does not re-read
+# unchanged pages, so it would not repeat their warnings and a second `make book` would pass.
+book: $(VENV)/.installed
+	rm -rf _build/.doctrees
+	$(WITH_PAPERLIB) $(BIN)/jupyter-book build . -W --keep-going
+	@echo "Book built. Open $(CURDIR)/$(HTML)/index.html"
+
+test: $(VENV)/.installed
+	scripts/ensure-chromium.sh
+	$(WITH_PAPERLIB) $(BIN)/pytest tests chapters --nbval --sanitize-with tests/nbval_sanitize.cfg \
+		--timeout=$(TIMEOUT) -ra
+
+# The derivation checks alone (tests/test_chapter_proofs.py is added once chapters have proofs).
+proofs: $(VENV)/.installed
+	$(WITH_PAPERLIB) $(BIN)/pytest $(wildcard tests/test_proofs.py tests/test_chapter_proofs.py) \
+		--timeout=$(TIMEOUT)
+
+clean:
+	rm -rf _build

@@ -1,0 +1,122 @@
+"""Shared fixtures: the book's configuration, its table of contents, and one fresh build of it."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+
+# Equations rendered per page, filled by tests/test_browser.py and printed at the end of the run.
+EQUATIONS = pytest.StashKey[dict]()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.stash[EQUATIONS] = {}
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config: pytest.Config) -> None:
+    counts = config.stash.get(EQUATIONS, {})
+    if counts:
+        terminalreporter.section("MathJax equations rendered per page (mjx-container)")
+        for page, n in sorted(counts.items()):
+            terminalreporter.write_line(f"{n:6d}  {page}")
+
+
+@pytest.fixture(scope="session")
+def equation_counts(pytestconfig: pytest.Config) -> dict:
+    return pytestconfig.stash[EQUATIONS]
+
+
+@pytest.fixture(scope="session")
+def repo() -> Path:
+    return REPO
+
+
+@pytest.fixture(scope="session")
+def book_config() -> dict:
+    return yaml.safe_load((REPO / "_config.yml").read_text())
+
+
+@pytest.fixture(scope="session")
+def repository_url(book_config: dict) -> str:
+    """The repository URL, configured in one place: `repository: url:` in _config.yml."""
+    return book_config["repository"]["url"].rstrip("/")
+
+
+def _toc_files(entry: dict) -> list[str]:
+    files = [entry["file"]] if "file" in entry else []
+    for key in ("parts", "chapters", "sections"):
+        for child in entry.get(key, []):
+            files += _toc_files(child)
+    return files
+
+
+@pytest.fixture(scope="session")
+def toc_docs() -> list[str]:
+    """Every document in _toc.yml (root first), as paths without suffix."""
+    toc = yaml.safe_load((REPO / "_toc.yml").read_text())
+    return [toc["root"]] + _toc_files(toc)
+
+
+def _strip_suffix(doc: str) -> str:
+    return str(Path(doc).with_suffix("")) if Path(doc).suffix in {".md", ".ipynb"} else doc
+
+
+@pytest.fixture(scope="session")
+def chapter_notebooks() -> list[Path]:
+    """Every notebook under chapters/, as paths relative to the repository root."""
+    return sorted(p.relative_to(REPO) for p in (REPO / "chapters").rglob("*.ipynb")
+                  if ".ipynb_checkpoints" not in p.parts)
+
+
+@pytest.fixture(scope="session")
+def toc_chapters(toc_docs: list[str]) -> list[Path]:
+    """The notebooks the toc lists, relative to the repository root."""
+    docs = [_strip_suffix(d) for d in toc_docs]
+    return [Path(d + ".ipynb") for d in docs if (REPO / (d + ".ipynb")).exists()]
+
+
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+@dataclass
+class BuiltBook:
+    html: Path
+    log: str
+    seconds: float
+
+
+@pytest.fixture(scope="session")
+def built_book(tmp_path_factory: pytest.TempPathFactory) -> BuiltBook:
+    """Build the book once, from scratch, with -W --keep-going, into a temporary directory.
+
+    A fresh output directory matters: an incremental build does not re-read unchanged pages,
+    so their warnings would go unreported. Any non-zero exit or any WARNING fails every test
+    that uses the build, with the warnings in the message.
+    """
+    out = tmp_path_factory.mktemp("book")
+    jupyter_book = Path(sys.executable).parent / "jupyter-book"
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    start = time.perf_counter()
+    proc = subprocess.run(
+        [str(jupyter_book), "build", str(REPO), "--path-output", str(out), "-W", "--keep-going"],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=900,
+    )
+    seconds = time.perf_counter() - start
+    log = ANSI.sub("", proc.stdout + proc.stderr)
+    warnings = [line for line in log.splitlines() if "WARNING" in line]
+    if proc.returncode != 0 or warnings:
+        detail = "\n".join(warnings) or log[-4000:]
+        pytest.fail(f"jupyter-book build -W failed (exit {proc.returncode}):\n{detail}",
+                    pytrace=False)
+    print(f"\nbook built in {seconds:.1f} s into {out / '_build' / 'html'}")
+    return BuiltBook(html=out / "_build" / "html", log=log, seconds=seconds)

@@ -1,0 +1,132 @@
+"""The book builds with -W, contains every chapter, and links each one to Colab correctly."""
+
+from __future__ import annotations
+
+import re
+from html.parser import HTMLParser
+from pathlib import Path
+from urllib.parse import urlparse
+
+import nbformat
+import pytest
+
+URL = re.compile(r"""(?:git\+)?(https?://[^\s"'<>)]+)""")
+
+
+def _bootstrap_cells(notebook: Path) -> list:
+    nb = nbformat.read(notebook, as_version=4)
+    return [c for c in nb.cells if c.cell_type == "code" and "PAPERLIB_SOURCE" in c.source]
+
+
+def test_build_passes_with_warnings_as_errors(built_book) -> None:
+    # The fixture fails on a non-zero exit or any WARNING; this records that it ran clean.
+    assert (built_book.html / "index.html").exists()
+    print(f"book build from scratch: {built_book.seconds:.1f} s")
+
+
+def test_every_toc_entry_is_built(built_book, toc_docs: list[str]) -> None:
+    missing = [d for d in toc_docs
+               if not (built_book.html / Path(d).with_suffix(".html")).exists()]
+    assert not missing, f"listed in _toc.yml but not built: {missing}"
+
+
+def test_every_chapter_notebook_is_in_the_toc(chapter_notebooks: list[Path],
+                                              toc_chapters: list[Path]) -> None:
+    assert chapter_notebooks, "no notebooks under chapters/"
+    orphans = sorted(set(chapter_notebooks) - set(toc_chapters))
+    assert not orphans, f"notebooks under chapters/ missing from _toc.yml: {orphans}"
+
+
+def test_colab_button_opens_the_notebook_from_the_configured_repository(
+        built_book, toc_chapters: list[Path], book_config: dict,
+        repository_url: str) -> None:
+    owner_repo = urlparse(repository_url).path.strip("/").removesuffix(".git")
+    branch = book_config["repository"].get("branch", "main")
+    assert toc_chapters
+    for nb_path in toc_chapters:
+        page = (built_book.html / nb_path.with_suffix(".html")).read_text()
+        colab = set(re.findall(r'href="(https://colab\.research\.google\.com/[^"]+)"', page))
+        expected = (f"https://colab.research.google.com/github/{owner_repo}/blob/{branch}/"
+                    f"{nb_path.as_posix()}")
+        assert colab == {expected}, f"{nb_path}: Colab links {colab}, expected {expected}"
+
+
+def test_bootstrap_cell_installs_from_the_configured_repository(
+        repo: Path, chapter_notebooks: list[Path], repository_url: str) -> None:
+    """The repository URL is configured once, in _config.yml; each bootstrap cell must match it."""
+    for nb_path in chapter_notebooks:
+        cells = _bootstrap_cells(repo / nb_path)
+        assert len(cells) == 1, f"{nb_path}: expected one bootstrap cell, found {len(cells)}"
+        urls = {u.rstrip("/").removesuffix(".git") for u in URL.findall(cells[0].source)}
+        assert urls == {repository_url}, (
+            f"{nb_path}: bootstrap cell installs from {urls or 'no URL'}, "
+            f"but _config.yml says {repository_url}")
+
+
+def test_bootstrap_cell_is_first_and_hidden(repo: Path, chapter_notebooks: list[Path]) -> None:
+    for nb_path in chapter_notebooks:
+        nb = nbformat.read(repo / nb_path, as_version=4)
+        first_code = next(c for c in nb.cells if c.cell_type == "code")
+        assert "PAPERLIB_SOURCE" in first_code.source, (
+            f"{nb_path}: the first code cell must be the Colab bootstrap cell")
+        tags = first_code.metadata.get("tags", [])
+        assert "remove-input" in tags, f"{nb_path}: bootstrap cell tags {tags} lack remove-input"
+
+
+def test_bootstrap_cell_is_hidden_on_the_website(built_book,
+                                                 toc_chapters: list[Path]) -> None:
+    for nb_path in toc_chapters:
+        page = (built_book.html / nb_path.with_suffix(".html")).read_text()
+        assert "PAPERLIB_SOURCE" not in page, f"{nb_path}: bootstrap cell shown on the page"
+
+
+def _html_pages(html: Path) -> list[Path]:
+    return sorted(p for p in html.rglob("*.html")
+                  if not any(part.startswith("_") for part in p.relative_to(html).parts))
+
+
+class _Loads(HTMLParser):
+    """Collects the URLs a page loads by itself: script sources, stylesheets, icons, preloads."""
+
+    LOADING_RELS = {"stylesheet", "preload", "modulepreload", "prefetch", "icon"}
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.urls: list[str] = []
+
+    def handle_starttag(self, tag, attrs) -> None:
+        a = dict(attrs)
+        if tag in {"script", "img", "iframe"} and a.get("src"):
+            self.urls.append(a["src"])
+        elif tag == "link" and self.LOADING_RELS & set((a.get("rel") or "").split()):
+            self.urls.append(a.get("href") or "")
+
+
+def test_no_page_loads_anything_from_another_host(built_book) -> None:
+    found = {}
+    for page in _html_pages(built_book.html):
+        parser = _Loads()
+        parser.feed(page.read_text())
+        offsite = [u for u in parser.urls if urlparse(u).netloc]
+        if offsite:
+            found[str(page.relative_to(built_book.html))] = offsite
+    assert not found, f"pages that load from other hosts: {found}"
+
+
+def test_mathjax_is_served_locally(built_book, toc_chapters: list[Path]) -> None:
+    assert (built_book.html / "_static" / "mathjax" / "tex-chtml.js").exists()
+    for nb_path in toc_chapters:
+        page = (built_book.html / nb_path.with_suffix(".html")).read_text()
+        assert re.search(r'<script[^>]*src="[./]*_static/mathjax/tex-chtml\.js"', page), nb_path
+
+
+def test_static_folder_holds_no_scripts(repo: Path) -> None:
+    # Sphinx adds every .js file in html_static_path to every page.
+    scripts = sorted(str(p.relative_to(repo)) for p in (repo / "_static").rglob("*.js"))
+    assert not scripts, f"scripts in _static/ would load on every page: {scripts}"
+
+
+@pytest.mark.parametrize("pattern", [".venv", "_build", "tests", "paperlib", ".pytest_cache",
+                                     "README.md", "**.ipynb_checkpoints"])
+def test_config_excludes_non_book_files(book_config: dict, pattern: str) -> None:
+    assert pattern in book_config["exclude_patterns"]

@@ -1,0 +1,232 @@
+"""Every built page renders in a real browser: maths typeset without error, nothing off-site.
+
+Sphinx never sees TeX errors; only MathJax running in a browser does. Each page is served from
+a local HTTP server and loaded in Debian's chromium (driven by playwright, no downloaded
+browser). A page passes when every maths element is typeset, none holds an ``mjx-merror``,
+every image loads, nothing is requested from any host but 127.0.0.1, and the console is clean.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import http.server
+import os
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlparse
+
+import pytest
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--no-sandbox", "--headless", "--disable-gpu", "--disable-quic",
+                 "--no-first-run", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync"]
+LOCAL_HOSTS = {"127.0.0.1"}
+TIMEOUT_MS = 30_000
+
+
+def _require_chromium() -> None:
+    reason = None
+    if not CHROMIUM.exists():
+        reason = f"{CHROMIUM} not found (scripts/ensure-chromium.sh installs it in CI)"
+    else:
+        try:
+            import playwright.sync_api  # noqa: F401
+        except ImportError as exc:
+            reason = f"the playwright package is not importable: {exc}"
+    if reason is None:
+        return
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"browser test must run in CI, but {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format, *args):  # noqa: A002 - the stdlib's signature
+        pass
+
+
+@pytest.fixture(scope="module")
+def site(built_book):
+    """The built HTML served on 127.0.0.1 at a free port; yields the base URL."""
+    handler = functools.partial(_QuietHandler, directory=str(built_book.html))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/"
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    _require_chromium()
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS,
+                                    headless=True)
+        yield browser
+        browser.close()
+
+
+@dataclass
+class PageReport:
+    """What one page did in the browser."""
+
+    url: str
+    math_elements: int = 0
+    mjx_containers: int = 0
+    untypeset: list[str] = field(default_factory=list)
+    merrors: list[str] = field(default_factory=list)
+    offsite_requests: list[str] = field(default_factory=list)
+    failed_requests: list[str] = field(default_factory=list)
+    broken_images: list[str] = field(default_factory=list)
+    console_errors: list[str] = field(default_factory=list)
+    page_errors: list[str] = field(default_factory=list)
+
+    def problems(self) -> list[str]:
+        out = []
+        for name in ("untypeset", "merrors", "offsite_requests", "failed_requests",
+                     "broken_images", "console_errors", "page_errors"):
+            for item in getattr(self, name):
+                out.append(f"{name}: {item}")
+        return out
+
+
+# Runs in the page after load: wait for MathJax's first typeset (when the page loads MathJax)
+# and for every image, then report what rendered.
+_INSPECT = """
+async () => {
+  if (window.MathJax && MathJax.startup && MathJax.startup.promise) {
+    await MathJax.startup.promise;
+  }
+  await Promise.all([...document.images].map(img => {
+    img.loading = 'eager';
+    return img.complete ? null : new Promise(done => { img.onload = img.onerror = done; });
+  }));
+  await document.fonts.ready;
+  const maths = [...document.querySelectorAll('.math')];
+  return {
+    math_elements: maths.length,
+    mjx_containers: document.querySelectorAll('mjx-container').length,
+    untypeset: maths.filter(m => !m.querySelector('mjx-container'))
+                    .map(m => m.textContent.trim().slice(0, 120)),
+    merrors: [...document.querySelectorAll('mjx-merror')]
+                    .map(e => e.getAttribute('data-mjx-error') || e.textContent),
+    broken_images: [...document.images].filter(i => !i.complete || i.naturalWidth === 0)
+                    .map(i => i.currentSrc || i.src),
+  };
+}
+"""
+
+
+def audit(browser, url: str, inject: str | None = None) -> PageReport:
+    """Load ``url``, optionally run ``inject`` (async JS) after MathJax, and report."""
+    report = PageReport(url=url)
+    context = browser.new_context()
+
+    def route(r):
+        if urlparse(r.request.url).hostname in LOCAL_HOSTS:
+            r.continue_()
+        else:
+            report.offsite_requests.append(r.request.url)
+            r.abort()
+
+    context.route("**/*", route)
+    page = context.new_page()
+    page.set_default_timeout(TIMEOUT_MS)
+    page.on("console", lambda m: m.type == "error" and report.console_errors.append(
+        f"{m.text} ({m.location.get('url', '')})"))
+    page.on("pageerror", lambda e: report.page_errors.append(str(e)))
+    page.on("requestfailed", lambda r: urlparse(r.url).hostname in LOCAL_HOSTS
+            and report.failed_requests.append(f"{r.url}: {r.failure}"))
+    page.on("response", lambda r: r.status >= 400
+            and report.failed_requests.append(f"{r.url}: HTTP {r.status}"))
+    try:
+        page.goto(url, wait_until="load")
+        page.evaluate(_INSPECT)
+        if inject:
+            page.evaluate(inject)
+        found = page.evaluate(_INSPECT)
+        page.wait_for_load_state("networkidle")
+    finally:
+        context.close()
+    report.math_elements = found["math_elements"]
+    report.mjx_containers = found["mjx_containers"]
+    for key in ("untypeset", "merrors", "broken_images"):
+        getattr(report, key).extend(found[key])
+    return report
+
+
+def _pages(html: Path) -> list[Path]:
+    """Every built page a reader can reach, skipping assets and the toc's redirect stub."""
+    pages = []
+    for p in sorted(html.rglob("*.html")):
+        rel = p.relative_to(html)
+        if any(part.startswith("_") for part in rel.parts):
+            continue  # _static, _sources, _images: assets, not pages
+        if 'http-equiv="Refresh"' in p.read_text()[:2000]:
+            continue  # index.html: a redirect to the root page, which is audited itself
+        pages.append(rel)
+    return pages
+
+
+def test_every_page_renders_cleanly_offline(browser, site, built_book, toc_docs,
+                                            toc_chapters, equation_counts) -> None:
+    pages = _pages(built_book.html)
+    expected = {Path(d).with_suffix(".html") for d in toc_docs}
+    assert expected <= set(pages), f"toc pages not found: {expected - set(pages)}"
+    chapters = {c.with_suffix(".html") for c in toc_chapters}
+
+    failures = {}
+    for rel in pages:
+        report = audit(browser, site + rel.as_posix())
+        equation_counts[rel.as_posix()] = report.mjx_containers
+        problems = report.problems()
+        if rel in chapters and report.mjx_containers == 0:
+            problems.append("a chapter page with no typeset maths")
+        if report.math_elements and not report.mjx_containers:
+            problems.append(f"{report.math_elements} maths elements but MathJax typeset none")
+        if problems:
+            failures[rel.as_posix()] = problems
+    assert not failures, "\n".join(f"{page}:\n  " + "\n  ".join(p)
+                                   for page, p in failures.items())
+
+
+def _chapter_url(site: str, toc_chapters) -> str:
+    assert toc_chapters, "no chapter in the toc to test the browser check on"
+    return site + toc_chapters[0].with_suffix(".html").as_posix()
+
+
+def _append(html: str) -> str:
+    # Outside the article's mathjax_ignore region, like any page-level maths.
+    return f"""async () => {{
+      const el = document.createElement('div');
+      el.innerHTML = {json.dumps(html)};
+      document.body.appendChild(el);
+      if (window.MathJax && MathJax.typesetPromise) {{ await MathJax.typesetPromise([el]); }}
+    }}"""
+
+
+@pytest.mark.parametrize("snippet, flagged", [
+    (r'<span class="math">\(\undefinedmacro + 1\)</span>', "merrors"),
+    ('<img src="no-such-figure.png" alt="missing">', "broken_images"),
+    ('<img src="https://example.org/figure.png" alt="remote">', "offsite_requests"),
+])
+def test_the_check_catches_a_broken_page(browser, site, toc_chapters, snippet, flagged) -> None:
+    """The audit is not vacuous: an undefined macro, a broken image, an off-site request fail it."""
+    report = audit(browser, _chapter_url(site, toc_chapters), inject=_append(snippet))
+    assert getattr(report, flagged), f"{flagged} not detected: {report}"
+    assert report.problems()
+
+
+def test_defined_maths_injected_the_same_way_passes(browser, site, toc_chapters) -> None:
+    """The control for the negative test: valid TeX added the same way typesets cleanly."""
+    url = _chapter_url(site, toc_chapters)
+    before = audit(browser, url)
+    after = audit(browser, url, inject=_append(r'<span class="math">\(\alpha + 1\)</span>'))
+    assert not after.problems(), after.problems()
+    assert after.mjx_containers == before.mjx_containers + 1
