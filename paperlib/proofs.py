@@ -198,7 +198,7 @@ def _symbolic_zero(difference: sp.Expr) -> tuple[bool, sp.Expr]:
     expanded = sp.simplify(sp.expand(sp.expand_log(simplified)))
     if expanded == 0:
         return True, expanded
-    return False, simplified
+    return False, min(simplified, expanded, key=sp.count_ops)
 
 
 def _compare(previous: sp.Expr, current: sp.Expr, relation: str, domain: _Domain,
@@ -218,6 +218,14 @@ def _compare(previous: sp.Expr, current: sp.Expr, relation: str, domain: _Domain
     simplified = simplified.xreplace(back)
     if proved:
         return _Verdict(True, "symbolic", difference=simplified)
+    if simplified.is_number and simplified.is_real:
+        # the difference is a constant: decided symbolically, no need for random points
+        return _Verdict(False, "", difference=simplified,
+                        detail=f"the two sides differ by the constant {simplified}.")
+    if a.atoms(sp.Indexed) or b.atoms(sp.Indexed):
+        return _Verdict(False, "", difference=simplified,
+                        detail="could not be proved symbolically, and indexed symbols "
+                               "(x[n]) cannot be evaluated at random points.")
 
     rng = np.random.default_rng(seed)
     tried = 0

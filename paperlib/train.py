@@ -87,7 +87,7 @@ def fit(model: nn.Module, loss_fn: Callable[[Tensor], Tensor], data: Tensor | tu
             elapsed += time.perf_counter() - start
             history.loss.append(total / n)
             history.seconds.append(elapsed)
-            bar.set_postfix(loss=f"{total / n:.4g}")
+            bar.set_postfix(loss=f"{total / n:.4g}", refresh=False)
             if on_epoch_end is not None:
                 model.eval()
                 on_epoch_end(epoch, elapsed)
