@@ -28,7 +28,7 @@ book: $(VENV)/.installed
 
 test: $(VENV)/.installed
 	scripts/ensure-chromium.sh
-	$(WITH_PAPERLIB) $(BIN)/pytest tests chapters --nbval --sanitize-with tests/nbval_sanitize.cfg \
+	$(WITH_PAPERLIB) $(BIN)/pytest tests chapters --nbval --nbval-sanitize-with tests/nbval_sanitize.cfg \
 		--timeout=$(TIMEOUT) -ra
 
 # The derivation checks alone (tests/test_chapter_proofs.py is added once chapters have proofs).
