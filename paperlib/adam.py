@@ -1,0 +1,183 @@
+"""Adam: Kingma & Ba, "Adam: A Method for Stochastic Optimization" (ICLR 2015).
+
+Explained, derived and checked in the chapter ``chapters/optimization/adam.ipynb``. The pure
+functions are the quantities the chapter derives: the bias-correction factors, the faster form's
+step size ``alpha_t`` and ``eps_hat``, the paper's bound on the effective step (section 2.1), and the
+online problem of Reddi et al. (ICLR 2018) on which Adam fails to converge. ``Adam`` is a
+``torch.optim.Optimizer`` written line by line from Algorithm 1, with AMSGrad as an option.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+
+import torch
+from torch import Tensor
+
+
+def _check_betas(betas) -> tuple[float, float]:
+    if not isinstance(betas, (tuple, list)) or len(betas) != 2:
+        raise ValueError(f"betas: expected a pair (beta1, beta2), got {betas!r}")
+    for k, beta in enumerate(betas, start=1):
+        if isinstance(beta, bool) or not isinstance(beta, (int, float)) or not 0.0 <= beta < 1.0:
+            raise ValueError(f"betas: beta{k} must lie in [0, 1), got {beta!r}")
+    return float(betas[0]), float(betas[1])
+
+
+def _check_step(t) -> int:
+    if isinstance(t, bool) or not isinstance(t, int) or t < 1:
+        raise ValueError(f"t: expected a step number t >= 1 (an integer), got {t!r}")
+    return t
+
+
+def _check_nonnegative(name: str, value) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
+        raise ValueError(f"{name}: expected a non-negative number, got {value!r}")
+    return float(value)
+
+
+def bias_correction(beta: float, t: int) -> float:
+    """The factor 1 - beta^t by which an average started at zero underestimates its target."""
+    if isinstance(beta, bool) or not isinstance(beta, (int, float)) or not 0.0 <= beta < 1.0:
+        raise ValueError(f"beta: expected a decay rate in [0, 1), got {beta!r}")
+    t = _check_step(t)
+    # E[m_t] = (1 - beta^t) E[g] for a stationary g, with m_0 = 0
+    return 1.0 - beta**t
+
+
+def step_size(lr: float, betas: tuple[float, float], t: int) -> float:
+    """The faster form's alpha_t = alpha * sqrt(1 - beta2^t) / (1 - beta1^t) (section 2)."""
+    lr = _check_nonnegative("lr", lr)
+    beta1, beta2 = _check_betas(betas)
+    # alpha_t = alpha * sqrt(1 - beta2^t) / (1 - beta1^t)
+    return lr * math.sqrt(bias_correction(beta2, t)) / bias_correction(beta1, t)
+
+
+def eps_hat(eps: float, beta2: float, t: int) -> float:
+    """The epsilon of the faster form that gives exactly Algorithm 1's update: eps*sqrt(1-beta2^t)."""
+    eps = _check_nonnegative("eps", eps)
+    # eps_hat = eps * sqrt(1 - beta2^t)
+    return eps * math.sqrt(bias_correction(beta2, t))
+
+
+def step_bound(lr: float, betas: tuple[float, float]) -> float:
+    """The paper's bound on |Delta_t| (section 2.1, eps = 0).
+
+    alpha * (1 - beta1) / sqrt(1 - beta2) when (1 - beta1) > sqrt(1 - beta2), else alpha. It is
+    reached by a gradient that is zero until a single spike; it is not a bound over every
+    gradient sequence (the chapter shows a growing gradient that exceeds it).
+    """
+    lr = _check_nonnegative("lr", lr)
+    beta1, beta2 = _check_betas(betas)
+    if 1 - beta1 > math.sqrt(1 - beta2):
+        # |Delta_t| <= alpha (1 - beta1) / sqrt(1 - beta2)
+        return lr * (1 - beta1) / math.sqrt(1 - beta2)
+    # |Delta_t| <= alpha
+    return lr
+
+
+def reddi_gradient(t: int, C: float = 3.0) -> float:
+    """Gradient at step t of Reddi et al.'s online problem f_t(x) = C x if t mod 3 = 1, else -x.
+
+    On the feasible set [-1, 1] the average loss (C - 2) x / 3 is minimised at x = -1 when C > 2.
+    """
+    t = _check_step(t)
+    if isinstance(C, bool) or not isinstance(C, (int, float)) or not C > 2:
+        raise ValueError(f"C: expected a number C > 2 (so that x = -1 is optimal), got {C!r}")
+    # f_t(x) = C x for t mod 3 = 1, and -x otherwise
+    return float(C) if t % 3 == 1 else -1.0
+
+
+class Adam(torch.optim.Optimizer):
+    """Algorithm 1 of Kingma & Ba, with the paper's defaults.
+
+    ``bias_correction=False`` drops the two divisions by 1 - beta^t, so the step is
+    alpha * m_t / (sqrt(v_t) + eps). ``amsgrad=True`` keeps the running maximum of v_t
+    (Reddi et al., 2018) and, as ``torch.optim.Adam`` does, bias-corrects that maximum.
+    """
+
+    def __init__(self, params: Iterable[Tensor] | Iterable[dict], lr: float = 1e-3,
+                 betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
+                 amsgrad: bool = False, bias_correction: bool = True):
+        if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not lr >= 0:
+            raise ValueError(f"lr: expected a non-negative learning rate, got {lr!r}")
+        if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not eps >= 0:
+            raise ValueError(f"eps: expected a non-negative epsilon, got {eps!r}")
+        betas = _check_betas(betas)
+        defaults = dict(lr=lr, betas=betas, eps=eps, amsgrad=bool(amsgrad),
+                        bias_correction=bool(bias_correction))
+        super().__init__(params, defaults)
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            alpha, (beta1, beta2), eps = group["lr"], group["betas"], group["eps"]
+            for theta in group["params"]:
+                if theta.grad is None:
+                    continue
+                g = theta.grad  # g_t = grad_theta f_t(theta_{t-1})
+                if g.is_sparse:
+                    raise TypeError("params: Adam here does not support sparse gradients")
+                state = self.state[theta]
+                if not state:  # m_0 = 0, v_0 = 0, t = 0
+                    state["t"] = 0
+                    state["m"] = torch.zeros_like(theta, memory_format=torch.preserve_format)
+                    state["v"] = torch.zeros_like(theta, memory_format=torch.preserve_format)
+                    if group["amsgrad"]:
+                        state["v_max"] = torch.zeros_like(theta, memory_format=torch.preserve_format)
+                state["t"] += 1
+                t, m, v = state["t"], state["m"], state["v"]
+                # m_t = beta1 * m_{t-1} + (1 - beta1) * g_t
+                m.mul_(beta1).add_(g, alpha=1 - beta1)
+                # v_t = beta2 * v_{t-1} + (1 - beta2) * g_t^2
+                v.mul_(beta2).addcmul_(g, g, value=1 - beta2)
+                if group["amsgrad"]:
+                    # v_max_t = max(v_max_{t-1}, v_t)
+                    torch.maximum(state["v_max"], v, out=state["v_max"])
+                    v = state["v_max"]
+                if group["bias_correction"]:
+                    # m_hat_t = m_t / (1 - beta1^t),  v_hat_t = v_t / (1 - beta2^t)
+                    m_hat = m / (1 - beta1**t)
+                    v_hat = v / (1 - beta2**t)
+                else:
+                    m_hat, v_hat = m, v
+                # theta_t = theta_{t-1} - alpha * m_hat_t / (sqrt(v_hat_t) + eps)
+                theta.addcdiv_(m_hat, v_hat.sqrt().add_(eps), value=-alpha)
+        return loss
+
+
+def reddi_online(amsgrad: bool, steps: int = 3000, C: float = 3.0, lr: float = 0.5,
+                 betas: tuple[float, float] | None = None, x0: float = 0.0) -> Tensor:
+    """Run Adam (or AMSGrad) on Reddi et al.'s problem, projected onto [-1, 1]; return x_1..x_T.
+
+    The defaults are their Theorem 1: beta1 = 0, beta2 = 1 / (1 + C^2), alpha_t = alpha / sqrt(t).
+    """
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        raise ValueError(f"steps: expected a positive integer, got {steps!r}")
+    reddi_gradient(1, C)  # validates C
+    betas = (0.0, 1.0 / (1.0 + C**2)) if betas is None else betas
+    x = torch.tensor([float(x0)], dtype=torch.float64, requires_grad=True)
+    optimizer = Adam([x], lr=lr, betas=betas, eps=0.0, amsgrad=amsgrad)
+    path = torch.empty(steps, dtype=torch.float64)
+    for t in range(1, steps + 1):
+        for group in optimizer.param_groups:
+            group["lr"] = lr / math.sqrt(t)  # alpha_t = alpha / sqrt(t)
+        x.grad = torch.tensor([reddi_gradient(t, C)], dtype=torch.float64)
+        optimizer.step()
+        with torch.no_grad():
+            x.clamp_(-1.0, 1.0)  # projection onto the feasible set [-1, 1]
+        path[t - 1] = x.detach()[0]
+    return path
+
+
+# Experiment sizes for the chapter. "quick" runs on two CPU cores in seconds with the 5,000 offline
+# MNIST digits; "paper" uses full MNIST, the paper's minibatch of 128 and more epochs (GPU).
+SCALES = {
+    "quick": dict(offline=True, batch_size=128, logreg_epochs=6, vae_hidden=200, vae_steps=80),
+    "paper": dict(offline=None, batch_size=128, logreg_epochs=45, vae_hidden=500, vae_steps=4000),
+}

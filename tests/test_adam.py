@@ -1,0 +1,254 @@
+"""paperlib.adam against torch.optim.Adam, closed forms, extreme inputs, bad input, and Reddi et al."""
+
+import math
+
+import pytest
+import sympy as sp
+import torch
+import torch.nn.functional as F
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
+
+from paperlib import adam
+from paperlib.proofs import check_answer
+from paperlib.train import fit
+from paperlib.vae import VAE
+
+
+def run_both(amsgrad, dtype, steps=1000, betas=(0.9, 0.999), lr=1e-2, eps=1e-8, size=30, seed=0):
+    """The same noisy gradients through paperlib's Adam and torch's; return both parameter paths."""
+    torch.manual_seed(seed)
+    start = torch.randn(size, dtype=dtype)
+    ours, theirs = start.clone().requires_grad_(), start.clone().requires_grad_()
+    opt_ours = adam.Adam([ours], lr=lr, betas=betas, eps=eps, amsgrad=amsgrad)
+    opt_theirs = torch.optim.Adam([theirs], lr=lr, betas=betas, eps=eps, amsgrad=amsgrad)
+    noise = torch.Generator().manual_seed(seed + 1)
+    worst_elem, worst_norm = 0.0, 0.0
+    for k in range(steps):
+        kick = torch.randn(size, generator=noise, dtype=dtype) * (1 + k % 5)
+        for p, o in ((ours, opt_ours), (theirs, opt_theirs)):
+            p.grad = 2 * (p.detach() - 1) + kick
+            o.step()
+        gap = (ours - theirs).detach().abs()
+        worst_elem = max(worst_elem, (gap / theirs.detach().abs()).max().item())
+        worst_norm = max(worst_norm, (gap.norm() / theirs.detach().norm()).item())
+    return worst_elem, worst_norm
+
+
+@pytest.mark.parametrize("amsgrad", [False, True])
+def test_matches_torch_adam_to_1e_6_over_1000_steps(amsgrad):
+    elem64, _ = run_both(amsgrad, torch.float64)
+    assert elem64 < 1e-6
+    _, norm32 = run_both(amsgrad, torch.float32)
+    assert norm32 < 1e-6
+
+
+@settings(max_examples=15, deadline=None)
+@given(beta1=st.floats(0.0, 0.99), beta2=st.floats(0.5, 0.9999), amsgrad=st.booleans(),
+       lr=st.floats(1e-4, 1e-1), seed=st.integers(0, 2**10))
+def test_matches_torch_for_any_hyperparameters(beta1, beta2, amsgrad, lr, seed):
+    elem, _ = run_both(amsgrad, torch.float64, steps=60, betas=(beta1, beta2), lr=lr, size=5, seed=seed)
+    assert elem < 1e-6
+
+
+def test_param_groups_and_unused_parameters():
+    a = torch.ones(3, requires_grad=True)
+    b = torch.ones(2, requires_grad=True)
+    opt = adam.Adam([{"params": [a]}, {"params": [b], "lr": 0.5, "bias_correction": False}], lr=0.1)
+    a.grad = torch.ones(3)
+    opt.step()  # b has no gradient: untouched
+    torch.testing.assert_close(a.detach(), torch.full((3,), 0.9))
+    assert torch.equal(b.detach(), torch.ones(2)) and not opt.state[b]
+
+
+def test_without_bias_correction_the_step_is_m_over_sqrt_v_plus_eps():
+    theta = torch.zeros(3, dtype=torch.float64, requires_grad=True)
+    opt = adam.Adam([theta], lr=1e-3, bias_correction=False)
+    m = torch.zeros(3, dtype=torch.float64)
+    v = torch.zeros(3, dtype=torch.float64)
+    expected = torch.zeros(3, dtype=torch.float64)
+    g = torch.Generator().manual_seed(0)
+    for _ in range(5):
+        grad = torch.randn(3, generator=g, dtype=torch.float64)
+        theta.grad = grad
+        opt.step()
+        m = 0.9 * m + 0.1 * grad
+        v = 0.999 * v + 0.001 * grad**2
+        expected -= 1e-3 * m / (v.sqrt() + 1e-8)
+    torch.testing.assert_close(theta.detach(), expected, rtol=1e-12, atol=0)
+
+
+def test_first_corrected_step_is_alpha_times_the_sign():
+    theta = torch.zeros(4, dtype=torch.float64, requires_grad=True)
+    opt = adam.Adam([theta], lr=1e-3, eps=0.0)
+    theta.grad = torch.tensor([3.0, -1e-20, 1e20, -7.0], dtype=torch.float64)
+    opt.step()
+    torch.testing.assert_close(theta.detach(), -1e-3 * theta.grad.sign(), rtol=1e-12, atol=0)
+
+
+def test_faster_form_equals_algorithm_1_with_eps_hat():
+    gen = torch.Generator().manual_seed(2)
+    theta = torch.zeros(6, dtype=torch.float64, requires_grad=True)
+    opt = adam.Adam([theta], lr=1e-3, eps=1e-3)  # a large eps makes a wrong eps_hat visible
+    m = torch.zeros(6, dtype=torch.float64)
+    v = torch.zeros(6, dtype=torch.float64)
+    fast = torch.zeros(6, dtype=torch.float64)
+    for t in range(1, 30):
+        grad = 1e-3 * torch.randn(6, generator=gen, dtype=torch.float64)
+        theta.grad = grad
+        opt.step()
+        m = 0.9 * m + 0.1 * grad
+        v = 0.999 * v + 0.001 * grad**2
+        fast -= adam.step_size(1e-3, (0.9, 0.999), t) * m / (v.sqrt() + adam.eps_hat(1e-3, 0.999, t))
+    torch.testing.assert_close(theta.detach(), fast, rtol=1e-10, atol=0)
+
+
+def test_pure_functions_against_closed_forms():
+    assert adam.bias_correction(0.9, 1) == pytest.approx(0.1)
+    assert adam.bias_correction(0.0, 5) == 1.0
+    assert adam.bias_correction(0.999, 10_000) == pytest.approx(1 - math.exp(10_000 * math.log(0.999)))
+    assert adam.step_size(1e-3, (0.9, 0.999), 1) == pytest.approx(1e-3 * math.sqrt(0.001) / 0.1)
+    assert adam.step_size(1e-3, (0.9, 0.999), 10**6) == pytest.approx(1e-3)
+    assert adam.eps_hat(1e-8, 0.999, 1) == pytest.approx(1e-8 * math.sqrt(0.001))
+    assert adam.step_bound(1e-3, (0.9, 0.999)) == pytest.approx(1e-3 * 0.1 / math.sqrt(0.001))
+    assert adam.step_bound(1e-3, (0.9, 0.95)) == 1e-3
+    assert [adam.reddi_gradient(t, 3.0) for t in range(1, 7)] == [3.0, -1.0, -1.0, 3.0, -1.0, -1.0]
+
+
+@settings(max_examples=60, deadline=None)
+@given(beta=st.floats(0.0, 1.0, exclude_max=True), t=st.integers(1, 10**9))
+def test_bias_correction_is_in_0_1_and_finite(beta, t):
+    value = adam.bias_correction(beta, t)
+    assert 0.0 <= value <= 1.0 and math.isfinite(value)
+    assert value == pytest.approx(1 - beta**t, abs=1e-15)
+
+
+@settings(max_examples=40, deadline=None)
+@given(exponent=st.floats(-30, 30), sign=st.sampled_from([-1.0, 1.0]), amsgrad=st.booleans(),
+       correct=st.booleans())
+def test_extreme_gradients_give_finite_bounded_steps(exponent, sign, amsgrad, correct):
+    """Gradients from 1e-30 to 1e30: every step is finite and within the paper's bound."""
+    theta = torch.zeros(3, dtype=torch.float64, requires_grad=True)
+    opt = adam.Adam([theta], lr=1e-3, amsgrad=amsgrad, bias_correction=correct)
+    before = theta.detach().clone()
+    for k in range(5):
+        scale = sign * 10.0 ** (exponent + k % 2)
+        theta.grad = torch.tensor([scale, -scale, 0.0], dtype=torch.float64)
+        opt.step()
+        step = (theta.detach() - before).abs()
+        before = theta.detach().clone()
+        assert torch.isfinite(theta).all()
+        # the Cauchy-Schwarz bound on |m_t| / sqrt(v_t), shown in the chapter (about 7.27 alpha)
+        limit = 1e-3 * 0.1 / math.sqrt(0.001 * (1 - 0.81 / 0.999))
+        assert (step <= limit * (1 + 1e-9)).all()
+    assert theta[2].item() == 0.0  # a zero gradient never moves a coordinate
+
+
+@settings(max_examples=30, deadline=None)
+@given(beta1=st.floats(0.0, 0.99), beta2=st.floats(0.01, 0.9999), t0=st.integers(1, 300))
+def test_a_single_spike_never_exceeds_the_paper_bound(beta1, beta2, t0):
+    """At the spike and after it, as long as beta1 < sqrt(beta2): otherwise m_t decays more slowly
+    than sqrt(v_t) once the gradient is zero again, and the steps after the spike grow."""
+    assume(beta1 < math.sqrt(beta2))
+    theta = torch.zeros(1, dtype=torch.float64, requires_grad=True)
+    opt = adam.Adam([theta], lr=1.0, betas=(beta1, beta2), eps=1e-300)
+    largest, before = 0.0, 0.0
+    for t in range(1, t0 + 10):
+        theta.grad = torch.tensor([4.0 if t == t0 else 0.0], dtype=torch.float64)
+        opt.step()
+        largest = max(largest, abs(theta.item() - before))
+        before = theta.item()
+    assert largest <= adam.step_bound(1.0, (beta1, beta2)) * (1 + 1e-9)
+
+
+def test_reddi_adam_drifts_to_plus_one_and_amsgrad_finds_minus_one():
+    adam_path = adam.reddi_online(amsgrad=False, steps=300)
+    ams_path = adam.reddi_online(amsgrad=True, steps=300)
+    assert adam_path[-30:].mean() > 0.95
+    assert ams_path[-30:].mean() < -0.95
+    assert adam_path.abs().max() <= 1.0 and ams_path.abs().max() <= 1.0  # the projection holds
+
+
+@pytest.mark.parametrize("call, name", [
+    (lambda: adam.Adam([torch.zeros(1, requires_grad=True)], lr=-1e-3), "lr"),
+    (lambda: adam.Adam([torch.zeros(1, requires_grad=True)], eps=-1e-8), "eps"),
+    (lambda: adam.Adam([torch.zeros(1, requires_grad=True)], betas=(1.0, 0.999)), "betas"),
+    (lambda: adam.Adam([torch.zeros(1, requires_grad=True)], betas=(0.9, -0.1)), "betas"),
+    (lambda: adam.Adam([torch.zeros(1, requires_grad=True)], betas=(0.9,)), "betas"),
+    (lambda: adam.bias_correction(1.0, 3), "beta"),
+    (lambda: adam.bias_correction(0.9, 0), "t"),
+    (lambda: adam.step_size(-1.0, (0.9, 0.999), 1), "lr"),
+    (lambda: adam.step_size(1e-3, (0.9, 1.5), 1), "betas"),
+    (lambda: adam.eps_hat(-1e-8, 0.999, 1), "eps"),
+    (lambda: adam.eps_hat(1e-8, 0.999, 2.5), "t"),
+    (lambda: adam.step_bound(1e-3, (-0.1, 0.999)), "betas"),
+    (lambda: adam.reddi_gradient(1, C=2.0), "C"),
+    (lambda: adam.reddi_gradient(0), "t"),
+    (lambda: adam.reddi_online(True, steps=0), "steps"),
+])
+def test_bad_arguments_name_the_argument(call, name):
+    with pytest.raises(ValueError, match=rf"^{name}:"):
+        call()
+
+
+def test_sparse_gradients_are_refused():
+    theta = torch.zeros(3, requires_grad=True)
+    opt = adam.Adam([theta])
+    theta.grad = torch.zeros(3).to_sparse()
+    with pytest.raises(TypeError, match="^params:"):
+        opt.step()
+
+
+@pytest.mark.parametrize("scale", sorted(adam.SCALES))
+def test_every_scale_builds_and_trains_for_two_steps(scale):
+    """The QUICK = False switch must not rot: logistic regression and the VAE at each scale."""
+    cfg = adam.SCALES[scale]
+    torch.manual_seed(0)
+    x = torch.rand(2 * cfg["batch_size"], 784)
+    y = torch.randint(0, 10, (len(x),))
+    model = torch.nn.Linear(784, 10)
+    history = fit(model, lambda a, b: F.cross_entropy(model(a), b), (x, y),
+                  adam.Adam(model.parameters(), lr=0.03), 1, cfg["batch_size"], progress=False)
+    assert math.isfinite(history.loss[0])
+    net = VAE(hidden=cfg["vae_hidden"], z_dim=20)
+    for corrected in (True, False):
+        history = fit(net, net.loss, x[:200], adam.Adam(net.parameters(), lr=3e-3, betas=(0.9, 0.9999),
+                                                         bias_correction=corrected),
+                      1, 100, progress=False)
+        assert math.isfinite(history.loss[0])
+
+
+# The chapter's "derive it yourself" exercises: the expected answers as the notebook builds them,
+# each accepted in its right form and rejected in a plausible wrong one.
+t = sp.Symbol("t", integer=True, positive=True)
+beta1, beta2 = sp.symbols("beta1 beta2", positive=True)
+alpha = sp.Symbol("alpha", positive=True)
+mu, sigma, r = sp.Symbol("mu", real=True), sp.Symbol("sigma", positive=True), sp.Symbol("r", positive=True)
+DECAYS = [beta1 < 1, beta2 < 1]
+EXERCISES = [
+    (alpha * (1 - beta1) / sp.sqrt(1 - beta2), DECAYS,
+     "alpha * (1 - beta1) / sqrt(1 - beta2)", "alpha * (1 - beta1) / (1 - beta2)"),
+    ((1 - beta2**t) * (mu**2 + sigma**2), DECAYS,
+     "(1 - beta2**t) * (mu**2 + sigma**2)", "(1 - beta2**t) * sigma**2"),
+    ((1 - beta1) / (1 - beta1 / r) * sp.sqrt(1 - beta2 / r**2) / sp.sqrt(1 - beta2), DECAYS + [r > 1],
+     "(1 - beta1) * r / (r - beta1) * sqrt((r**2 - beta2) / (r**2 * (1 - beta2)))",
+     "(1 - beta1) / sqrt(1 - beta2)"),
+]
+
+
+@pytest.mark.parametrize("expected, assumptions, right, wrong", EXERCISES)
+def test_exercise_checkers_accept_the_answer_and_reject_a_slip(expected, assumptions, right, wrong):
+    assert check_answer(right, expected, assumptions=assumptions)
+    assert not check_answer(wrong, expected, assumptions=assumptions, hint="a hint")
+
+
+def test_the_notebook_builds_the_same_expected_answers():
+    import nbformat
+    from pathlib import Path
+
+    nb = nbformat.read(Path(__file__).resolve().parents[1] / "chapters/optimization/adam.ipynb", 4)
+    source = "\n".join(c.source for c in nb.cells if c.cell_type == "code")
+    assert "expected_first = alpha * (1 - beta1) / sp.sqrt(1 - beta2)" in source
+    assert "expected_v = (1 - beta2**t) * (mu**2 + sigma**2)" in source
+    assert ("expected_growing = (1 - beta1) / (1 - beta1 / r) * sp.sqrt(1 - beta2 / r**2) / "
+            "sp.sqrt(1 - beta2)") in source
