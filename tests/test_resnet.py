@@ -1,0 +1,156 @@
+"""paperlib.resnet: Table 6's parameter counts, the exact identity argument, Jacobians, bad input."""
+
+import math
+
+import pytest
+import sympy as sp
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from paperlib.proofs import check_answer
+from paperlib.resnet import (SCALES, BasicBlock, blocks_per_stage, cifar_resnet, count_parameters,
+                             deepen, error_rate, gradient_norms, pad_shortcut, stack_jacobian,
+                             train)
+
+
+@pytest.mark.parametrize("depth, millions", [(20, 0.27), (32, 0.46), (44, 0.66), (56, 0.85),
+                                             (110, 1.7)])
+def test_parameter_counts_match_table_6(depth, millions):
+    count = count_parameters(cifar_resnet(depth))
+    digits = 1 if millions >= 1 else 2
+    assert round(count / 1e6, digits) == millions
+    # and the closed form of the chapter's exercise: 97216 n - 21926
+    assert count == 97216 * blocks_per_stage(depth) - 21926
+    # option A adds no parameters: the plain twin has exactly as many
+    assert count_parameters(cifar_resnet(depth, plain=True)) == count
+
+
+@pytest.mark.parametrize("training", [True, False])
+def test_deeper_network_with_zero_branches_computes_the_same_function(training):
+    torch.manual_seed(0)
+    shallow = cifar_resnet(8, in_channels=1).train(training)
+    deep = deepen(shallow, 20)
+    assert len(deep.blocks()) == 9 and len(shallow.blocks()) == 3
+    x = torch.randn(6, 1, 8, 8)
+    assert torch.equal(shallow(x), deep(x))
+
+
+def test_zero_residual_branch_is_the_identity_on_nonnegative_inputs():
+    for batchnorm in (True, False):
+        block = BasicBlock(4, 4, batchnorm=batchnorm).zero_residual_()
+        x = torch.rand(3, 4, 5, 5)
+        assert torch.equal(block(x), x)
+
+
+def test_pad_shortcut_subsamples_and_pads_with_zeros():
+    x = torch.randn(2, 3, 7, 7)
+    y = pad_shortcut(x, 6, stride=2)
+    assert y.shape == (2, 6, 4, 4)
+    assert torch.equal(y[:, :3], x[:, :, ::2, ::2]) and torch.equal(y[:, 3:], torch.zeros(2, 3, 4, 4))
+    # the shortcut lands where a stride-2 3x3 convolution does
+    conv = torch.nn.Conv2d(3, 6, 3, 2, 1)
+    assert conv(x).shape == y.shape
+
+
+@settings(max_examples=25, deadline=None)
+@given(blocks=st.integers(1, 5), size=st.integers(1, 4), seed=st.integers(0, 2**16),
+       scale=st.sampled_from([1e-6, 0.1, 1.0, 10.0]))
+def test_stack_jacobian_matches_autograd(blocks, size, seed, scale):
+    g = torch.Generator().manual_seed(seed)
+    weights = [scale * torch.randn(size, size, generator=g, dtype=torch.float64) for _ in range(blocks)]
+    x0 = torch.randn(size, generator=g, dtype=torch.float64)
+    for residual in (True, False):
+        def net(x):
+            for w in weights:
+                x = x + torch.tanh(w @ x) if residual else torch.tanh(w @ x)
+            return x
+        # each block's Jacobian at its own input x_i (the successive activations)
+        jacs, x = [], x0
+        for w in weights:
+            f = lambda v, w=w: torch.tanh(w @ v)  # noqa: E731
+            jacs.append(torch.autograd.functional.jacobian(f, x))
+            x = x + f(x) if residual else f(x)
+        expected = torch.autograd.functional.jacobian(net, x0)
+        got = stack_jacobian(jacs, residual=residual)
+        assert torch.isfinite(got).all()
+        torch.testing.assert_close(got, expected, rtol=1e-9, atol=1e-12)
+
+
+def test_residual_jacobian_keeps_the_identity_when_branches_are_tiny():
+    jacs = [1e-8 * torch.ones(3, 3, dtype=torch.float64)] * 50
+    torch.testing.assert_close(stack_jacobian(jacs), torch.eye(3, dtype=torch.float64), atol=1e-5, rtol=0)
+    assert stack_jacobian(jacs, residual=False).abs().max() == 0  # the plain product vanishes
+
+
+def test_gradient_norms_shapes_and_no_side_effects():
+    torch.manual_seed(0)
+    net = cifar_resnet(14, in_channels=1)
+    x, y = torch.randn(8, 1, 8, 8), torch.randint(0, 10, (8,))
+    norms = gradient_norms(net, x, y)
+    assert norms["activations"].shape == (1 + 6,)
+    assert norms["weights"].shape == (1 + 12 + 1,)
+    assert torch.isfinite(norms["input"]) and (norms["weights"] > 0).all()
+    assert all(p.grad is None for p in net.parameters())
+
+
+def test_training_reduces_the_error_and_error_rate_is_a_fraction():
+    torch.manual_seed(0)
+    x = torch.randn(64, 1, 8, 8)
+    y = (x.mean((1, 2, 3)) > 0).long()
+    net = cifar_resnet(8, in_channels=1, num_classes=2)
+    before = error_rate(net, x, y)
+    history = train(net, x, y, epochs=8, batch_size=16, momentum=0.0,
+                    generator=torch.Generator().manual_seed(0), progress=False)
+    assert 0 <= error_rate(net, x, y) <= before and history.loss[-1] < history.loss[0]
+
+
+@pytest.mark.parametrize("scale", sorted(SCALES))
+def test_every_scale_builds_and_trains_for_two_steps(scale):
+    cfg = SCALES[scale]
+    side = 8 if cfg["data"] == "digits" else 28
+    for depth in cfg["depths"]:
+        for plain in (False, True):
+            torch.manual_seed(0)
+            net = cifar_resnet(depth, plain=plain, in_channels=1)
+            x, y = torch.randn(4, 1, side, side), torch.randint(0, 10, (4,))
+            history = train(net, x, y, epochs=1, batch_size=2, lr=cfg["lr"],
+                            momentum=cfg["momentum"], weight_decay=cfg["weight_decay"],
+                            milestones=cfg["milestones"], progress=False)
+            assert math.isfinite(history.loss[0])
+
+
+def test_exercise_checkers_reject_plausible_wrong_answers():
+    a, L, n = sp.Symbol("a", real=True), sp.Symbol("L", integer=True, positive=True), sp.Symbol("n", integer=True, positive=True)
+    assert check_answer("(1 + a)**L", (1 + a) ** L)
+    assert not check_answer("1 + a*L", (1 + a) ** L)        # only the first-order terms
+    assert not check_answer("a**L", (1 + a) ** L)           # the plain network's answer
+    assert check_answer("97216*n - 21926", 97216 * n - 21926)
+    assert not check_answer("97216*n", 97216 * n - 21926)    # forgets the missing first blocks
+
+
+@pytest.mark.parametrize("call, error, name", [
+    (lambda: blocks_per_stage(21), ValueError, "depth"),
+    (lambda: blocks_per_stage(20.0), TypeError, "depth"),
+    (lambda: cifar_resnet(9), ValueError, "depth"),
+    (lambda: cifar_resnet(8, num_classes=0), ValueError, "num_classes"),
+    (lambda: cifar_resnet(8, plain=True, branch_scale=0.5), ValueError, "branch_scale"),
+    (lambda: cifar_resnet(8)(torch.zeros(2, 1, 8, 8)), ValueError, "x"),
+    (lambda: pad_shortcut(torch.zeros(1, 4, 2, 2), 2), ValueError, "out_channels"),
+    (lambda: pad_shortcut(torch.zeros(1, 4, 2, 2), 8, stride=3), ValueError, "stride"),
+    (lambda: pad_shortcut(torch.zeros(4, 2, 2), 8), ValueError, "x"),
+    (lambda: stack_jacobian([]), ValueError, "jacobians"),
+    (lambda: stack_jacobian([torch.eye(2), torch.eye(3)]), ValueError, "jacobians"),
+    (lambda: count_parameters("resnet"), TypeError, "model"),
+    (lambda: deepen(cifar_resnet(8, plain=True), 14), ValueError, "model"),
+    (lambda: deepen(cifar_resnet(14), 8), ValueError, "depth"),
+    (lambda: deepen(torch.nn.Linear(2, 2), 14), TypeError, "model"),
+    (lambda: gradient_norms(cifar_resnet(8, in_channels=1), torch.zeros(2, 1, 8, 8),
+                            torch.zeros(3, dtype=torch.long)), ValueError, "y"),
+    (lambda: error_rate(cifar_resnet(8), torch.zeros(2, 3, 8, 8), torch.zeros(3)), ValueError, "y"),
+    (lambda: train(cifar_resnet(8), torch.zeros(2, 3, 8, 8), torch.zeros(2, dtype=torch.long),
+                   epochs=1, lr=-1.0), ValueError, "lr"),
+])
+def test_bad_arguments_name_the_argument(call, error, name):
+    with pytest.raises(error, match=rf"^{name}:"):
+        call()

@@ -1,0 +1,235 @@
+"""paperlib.stn against torch's affine_grid / grid_sample, on closed forms, and on bad input."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import nbformat
+import pytest
+import sympy as sp
+import torch
+import torch.nn.functional as F
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from paperlib import proofs, stn
+from paperlib.proofs import check_answer
+from paperlib.train import fit
+
+NOTEBOOK = Path(__file__).resolve().parents[1] / "chapters" / "cnn" / "spatial_transformer.ipynb"
+
+
+pytestmark = pytest.mark.usefixtures("float64")  # exact comparisons in double precision
+
+
+def torch_sample(images, grid, align_corners=False):
+    return F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros",
+                         align_corners=align_corners)
+
+
+@pytest.mark.filterwarnings("ignore:Since version 1.3.0, affine_grid behavior")
+@settings(max_examples=25, deadline=None)
+@given(n=st.integers(1, 3), h=st.integers(1, 9), w=st.integers(1, 9), seed=st.integers(0, 2**16),
+       scale=st.sampled_from([1e-6, 0.3, 1.0, 30.0, 1e4]), align_corners=st.booleans())
+def test_affine_grid_equals_torch(n, h, w, seed, scale, align_corners):
+    g = torch.Generator().manual_seed(seed)
+    theta = scale * torch.randn(n, 2, 3, generator=g)
+    ours = stn.affine_grid(theta, (n, 2, h, w), align_corners)
+    expected = F.affine_grid(theta, [n, 2, h, w], align_corners=align_corners)
+    torch.testing.assert_close(ours, expected, rtol=1e-10, atol=1e-10 * (1 + scale))
+
+
+@settings(max_examples=30, deadline=None)
+@given(n=st.integers(1, 3), c=st.integers(1, 3), h=st.integers(1, 8), w=st.integers(1, 8),
+       seed=st.integers(0, 2**16), spread=st.sampled_from([0.0, 1e-9, 0.5, 1.5, 40.0, 1e3]),
+       align_corners=st.booleans())
+def test_bilinear_sample_equals_grid_sample_in_values_and_gradients(n, c, h, w, seed, spread,
+                                                                     align_corners):
+    g = torch.Generator().manual_seed(seed)
+    images = torch.randn(n, c, h, w, generator=g, requires_grad=True)
+    grid = (spread * torch.randn(n, 4, 5, 2, generator=g)).requires_grad_()
+    ours = stn.bilinear_sample(images, grid, align_corners)
+    expected = torch_sample(images, grid, align_corners)
+    assert torch.isfinite(ours).all()
+    torch.testing.assert_close(ours, expected, rtol=1e-5, atol=1e-5)
+    weights = torch.randn(ours.shape, generator=g)
+    grads = torch.autograd.grad((ours * weights).sum(), (images, grid))
+    expected_grads = torch.autograd.grad((expected * weights).sum(), (images, grid))
+    for mine, theirs in zip(grads, expected_grads):
+        torch.testing.assert_close(mine, theirs, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("align_corners", [False, True])
+def test_the_whole_transformer_matches_torch_including_the_gradient_of_theta(align_corners):
+    g = torch.Generator().manual_seed(0)
+    images = torch.rand(4, 2, 11, 13, generator=g, requires_grad=True)
+    theta = (torch.eye(2, 3) + 0.3 * torch.randn(4, 2, 3, generator=g)).requires_grad_()
+    ours = stn.bilinear_sample(images, stn.affine_grid(theta, (4, 2, 7, 9), align_corners),
+                               align_corners)
+    expected = torch_sample(images, F.affine_grid(theta, [4, 2, 7, 9], align_corners=align_corners),
+                            align_corners)
+    torch.testing.assert_close(ours, expected, rtol=1e-5, atol=1e-5)
+    for mine, theirs in zip(torch.autograd.grad(ours.pow(2).sum(), (images, theta)),
+                            torch.autograd.grad(expected.pow(2).sum(), (images, theta))):
+        torch.testing.assert_close(mine, theirs, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("align_corners", [False, True])
+def test_identity_theta_reproduces_the_input(align_corners):
+    images = torch.rand(3, 2, 6, 10, generator=torch.Generator().manual_seed(1))
+    identity = torch.eye(2, 3).expand(3, 2, 3)
+    grid = stn.affine_grid(identity, images.shape, align_corners)
+    torch.testing.assert_close(stn.bilinear_sample(images, grid, align_corners), images)
+
+
+def test_identity_grid_lands_on_pixel_centres_and_the_gradient_is_the_forward_difference():
+    """At the identity every sampling point is a pixel centre, a kink of the kernel: torch and
+    bilinear_sample both take the derivative from the right, U[j + 1] - U[j] (per pixel)."""
+    row = torch.tensor([[[[0.0, 1.0, 4.0, 9.0, 16.0]]]])
+    grid = stn.affine_grid(torch.eye(2, 3).unsqueeze(0), row.shape).requires_grad_()
+    pixels = stn.to_pixels(grid[..., 0].detach(), 5)
+    torch.testing.assert_close(pixels, torch.arange(5.0).view(1, 1, 5))
+    for sample in (stn.bilinear_sample, torch_sample):
+        (dx,) = torch.autograd.grad(sample(row, grid).sum(), grid)
+        per_pixel = dx[0, 0, :, 0] * 2 / 5  # d/dx_s = d/dx * dx/dx_s, dx/dx_s = W / 2
+        # (pixel 0 is left out: -0.8 rounds to a coordinate a hair below 0 in floating point)
+        torch.testing.assert_close(per_pixel[1:], torch.tensor([3.0, 5.0, 7.0, -16.0]))
+
+
+def test_normalised_coordinates_round_trip_to_pixels():
+    for steps in (1, 2, 7):
+        for align_corners in (False, True):
+            x = stn.normalised_coordinates(steps, align_corners)
+            if steps > 1:
+                torch.testing.assert_close(stn.to_pixels(x, steps, align_corners),
+                                           torch.arange(float(steps)))
+    edges = stn.normalised_coordinates(4)
+    torch.testing.assert_close(edges, torch.tensor([-0.75, -0.25, 0.25, 0.75]))
+
+
+def test_rotation_turns_content_anticlockwise_and_theta_angle_inverts_it():
+    image = torch.zeros(1, 1, 9, 9)
+    image[0, 0, 4, 7] = 1.0  # a dot right of the centre
+    turned = stn.rotate(image, torch.tensor([90.0]))
+    assert torch.nonzero(turned[0, 0] > 0.5).tolist() == [[1, 4]]  # now above the centre
+    angles = torch.tensor([-179.0, -90.0, -12.5, 0.0, 33.0, 90.0, 179.0])
+    torch.testing.assert_close(stn.theta_angle(stn.rotation_theta(angles)), angles)
+    torch.testing.assert_close(stn.rotate(image, torch.zeros(1)), image)
+    # a scaled rotation has the same angle
+    scaled = 0.7 * stn.rotation_theta(angles)
+    torch.testing.assert_close(stn.theta_angle(scaled), angles)
+
+
+def test_rotated_mnist_is_deterministic_and_in_range():
+    x, y, degrees = stn.rotated_mnist("test", seed=3)
+    x2, _, degrees2 = stn.rotated_mnist("test", seed=3)
+    assert x.shape == (500, 1, 28, 28) and y.shape == (500,) and degrees.shape == (500,)
+    assert torch.equal(x, x2) and torch.equal(degrees, degrees2)
+    assert degrees.abs().max() <= 90 and degrees.std() > 40
+    assert 0 <= x.min() and x.max() <= 1 + 1e-6
+
+
+@pytest.mark.parametrize("align_corners", [False, True])
+def test_stn_starts_at_the_identity_and_fused_equals_ours(align_corners):
+    torch.manual_seed(0)
+    module = stn.STN(stn.localisation_fcn(), 32, align_corners=align_corners)
+    images = torch.rand(5, 1, 28, 28)
+    output, theta = module.transform(images)
+    torch.testing.assert_close(theta, torch.eye(2, 3).expand(5, 2, 3))
+    torch.testing.assert_close(output, images)
+    with torch.no_grad():
+        module.regression.weight.normal_(0, 0.01)
+    module.fused = False
+    ours = module(images)
+    module.fused = True
+    torch.testing.assert_close(module(images), ours, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", stn.MODELS)
+@pytest.mark.parametrize("scale", sorted(stn.SCALES))
+def test_every_model_at_every_scale_builds_and_trains_for_two_steps(name, scale):
+    """The paper-scale switch must not rot: build each configuration and take two steps."""
+    cfg = stn.SCALES[scale]
+    torch.manual_seed(0)
+    model = stn.build(name, cfg).float()
+    x = torch.rand(2 * cfg["batch_size"], 1, 28, 28, dtype=torch.float32)
+    y = torch.randint(0, 10, (len(x),))
+    assert model(x[:3]).shape == (3, 10)
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg["lr"])
+    history = fit(model, model.loss, (x, y), optimizer, epochs=1, batch_size=cfg["batch_size"],
+                  progress=False)
+    assert math.isfinite(history.loss[0])
+    assert 0 <= stn.error_rate(model, x, y) <= 1
+
+
+def test_train_is_reproducible():
+    cfg = dict(stn.SCALES["quick"], epochs={name: 1 for name in stn.MODELS})
+    x = torch.rand(64, 1, 28, 28)
+    y = torch.randint(0, 10, (64,))
+    a = stn.train("ST-FCN", cfg, x, y, seed=4)
+    b = stn.train("ST-FCN", cfg, x, y, seed=4)
+    for p, q in zip(a.parameters(), b.parameters()):
+        assert torch.equal(p, q)
+
+
+@pytest.mark.parametrize("call, name, error", [
+    (lambda: stn.affine_grid(torch.zeros(2, 3, 3), (2, 1, 4, 4)), "theta", ValueError),
+    (lambda: stn.affine_grid(torch.zeros(2, 2, 3, dtype=torch.long), (2, 1, 4, 4)), "theta", TypeError),
+    (lambda: stn.affine_grid(torch.zeros(2, 2, 3), (3, 1, 4, 4)), "size", ValueError),
+    (lambda: stn.affine_grid(torch.zeros(2, 2, 3), (2, 4, 4)), "size", ValueError),
+    (lambda: stn.bilinear_sample(torch.zeros(2, 1, 4), torch.zeros(2, 4, 4, 2)), "images", ValueError),
+    (lambda: stn.bilinear_sample(torch.zeros(2, 1, 4, 4), torch.zeros(2, 4, 4, 3)), "grid", ValueError),
+    (lambda: stn.bilinear_sample(torch.zeros(2, 1, 4, 4), torch.full((2, 4, 4, 2), math.nan)),
+     "grid", ValueError),
+    (lambda: stn.normalised_coordinates(0), "steps", ValueError),
+    (lambda: stn.rotation_theta([30.0]), "degrees", TypeError),
+    (lambda: stn.theta_angle(torch.zeros(2, 3, 2)), "theta", ValueError),
+    (lambda: stn.rotate(torch.zeros(2, 1, 4, 4), torch.zeros(3)), "degrees", ValueError),
+    (lambda: stn.rotated_mnist(max_degrees=-5), "max_degrees", ValueError),
+    (lambda: stn.STN(stn.localisation_fcn(), 0), "features", ValueError),
+    (lambda: stn.STN(stn.localisation_fcn(), 32).transform(torch.zeros(2, 28, 28)), "images", ValueError),
+    (lambda: stn.fcn(width=0), "width", ValueError),
+    (lambda: stn.cnn(channels=-1), "channels", ValueError),
+    (lambda: stn.fcn()(torch.zeros(2, 1, 27, 27)), "images", ValueError),
+    (lambda: stn.build("ResNet", stn.SCALES["quick"]), "name", ValueError),
+])
+def test_bad_arguments_name_the_argument(call, name, error):
+    with pytest.raises(error, match=rf"^{name}:"):
+        call()
+
+
+# --- the chapter's checks -------------------------------------------------------------------
+
+def proof_namespace(edit=None) -> dict:
+    nb = nbformat.read(NOTEBOOK, as_version=4)
+    cells = [c.source for c in nb.cells if c.cell_type == "code"
+             and {"parameters", "setup", "proof"} & set(c.metadata.get("tags", []))]
+    namespace = {"__name__": "stn_proofs", "display": lambda *a, **k: None}
+    for source in cells:
+        exec(compile(edit(source) if edit else source, "<stn proof cell>", "exec"), namespace)  # noqa: S102
+    return namespace
+
+
+@pytest.fixture(scope="module")
+def chapter():
+    return proof_namespace()
+
+
+def test_the_derive_it_yourself_checkers_reject_plausible_wrong_answers(chapter, capsys):
+    assert check_answer("-2*k/W", chapter["expected_shift"])
+    assert not check_answer("2*k/W", chapter["expected_shift"])   # the sign: grid moves, not image
+    assert not check_answer("-k", chapter["expected_shift"])      # pixels taken as normalised units
+    assert check_answer("(1 - fy)*(U01 - U00) + fy*(U11 - U10)", chapter["expected_dvdx"])
+    assert not check_answer("U01 - U00 + U11 - U10", chapter["expected_dvdx"])  # weights dropped
+    assert not check_answer("(1 - fx)*(U10 - U00) + fx*(U11 - U01)", chapter["expected_dvdx"])  # d/dy
+    assert "Not quite" in capsys.readouterr().out
+
+
+def test_the_identity_check_fails_when_align_corners_is_mixed():
+    """The chapter's identity proof, edited to normalise with align_corners=True: it must fail."""
+    right = "x_t_of_j = (2 * j + 1) / W - 1"
+    nb = nbformat.read(NOTEBOOK, as_version=4)
+    assert any(right in c.source for c in nb.cells)
+    with pytest.raises(proofs.StepError):
+        proof_namespace(lambda s: s.replace(right, "x_t_of_j = 2 * j / (W - 1) - 1"))
