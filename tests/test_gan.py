@@ -1,0 +1,199 @@
+"""paperlib.gan against closed forms, torch.distributions and quadrature, and on bad input."""
+
+import math
+
+import numpy as np
+import pytest
+import sympy as sp
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from scipy import integrate
+from torch.distributions import Bernoulli, Categorical, Normal, kl_divergence as torch_kl
+
+from paperlib import gan
+from paperlib.proofs import check_answer
+
+
+def _dirichlet(k, n, seed, dtype=torch.float64):
+    g = torch.Generator().manual_seed(seed)
+    w = -torch.log(torch.rand(n, k, generator=g, dtype=dtype))
+    return w / w.sum(-1, keepdim=True)
+
+
+@settings(max_examples=40, deadline=None)
+@given(k=st.integers(2, 12), seed=st.integers(0, 2**16))
+def test_virtual_criterion_is_minus_log4_plus_twice_jsd(k, seed):
+    p, q = _dirichlet(k, 3, seed), _dirichlet(k, 3, seed + 1)
+    c = gan.virtual_criterion(p, q)
+    torch.testing.assert_close(c, -math.log(4) + 2 * gan.js_divergence(p, q), rtol=0, atol=1e-12)
+    # and via the two KLs to the mixture (Theorem 1's proof), with torch.distributions
+    m = Categorical(probs=(p + q) / 2)
+    expected = -math.log(4) + torch_kl(Categorical(probs=p), m) + torch_kl(Categorical(probs=q), m)
+    torch.testing.assert_close(c, expected, rtol=0, atol=1e-10)
+    assert bool((c >= -math.log(4) - 1e-12).all())
+
+
+def test_virtual_criterion_minimum_only_at_equality():
+    p = _dirichlet(5, 1, 0)
+    torch.testing.assert_close(gan.virtual_criterion(p, p), torch.tensor([-math.log(4)], dtype=torch.float64))
+    q = _dirichlet(5, 1, 1)
+    assert gan.virtual_criterion(p, q).item() > -math.log(4) + 1e-6
+
+
+def test_identity_by_quadrature_for_two_gaussians():
+    pd, pg = Normal(0.0, 1.0), Normal(1.5, 0.7)
+
+    def dens(d, x):
+        return math.exp(d.log_prob(torch.tensor(x, dtype=torch.float64)).item())
+
+    def integrand(x):
+        a, b = dens(pd, x), dens(pg, x)
+        return a * math.log(a / (a + b)) + b * math.log(b / (a + b))
+
+    def jsd_part(x):
+        a, b = dens(pd, x), dens(pg, x)
+        m = (a + b) / 2
+        return 0.5 * a * math.log(a / m) + 0.5 * b * math.log(b / m)
+
+    c, _ = integrate.quad(integrand, -12, 12, limit=200, epsabs=1e-13)
+    jsd, _ = integrate.quad(jsd_part, -12, 12, limit=200, epsabs=1e-13)
+    assert abs(c - (-math.log(4) + 2 * jsd)) < 1e-8
+
+
+def test_js_divergence_disjoint_supports_is_log2_and_float64_stays():
+    p = torch.tensor([0.5, 0.5, 0.0, 0.0], dtype=torch.float64)
+    q = torch.tensor([0.0, 0.0, 0.25, 0.75], dtype=torch.float64)
+    out = gan.js_divergence(p, q)
+    assert out.dtype == torch.float64 and abs(out.item() - math.log(2)) < 1e-15
+    assert gan.optimal_discriminator(p, q).dtype == torch.float64
+    assert gan.js_divergence(p.float(), q.float()).dtype == torch.float32
+
+
+@settings(max_examples=60, deadline=None)
+@given(a=st.floats(0, 1e6), b=st.floats(0, 1e6))
+def test_optimal_discriminator_maximises_the_pointwise_objective(a, b):
+    d = gan.optimal_discriminator(torch.tensor([a], dtype=torch.float64),
+                                  torch.tensor([b], dtype=torch.float64)).item()
+    assert 0 <= d <= 1 and math.isfinite(d)
+    if a + b == 0:
+        assert d == 0.5
+        return
+    assert d == pytest.approx(a / (a + b), rel=1e-12)
+    if 1e-3 < d < 1 - 1e-3:
+        # f'(d) = a/d - b/(1 - d) = 0 and f''(d) = -a/d^2 - b/(1 - d)^2 < 0
+        assert abs(a / d - b / (1 - d)) <= 1e-6 * (a / d + b / (1 - d))
+        assert -a / d**2 - b / (1 - d) ** 2 < 0
+
+
+@settings(max_examples=60, deadline=None)
+@given(logit=st.floats(-30, 30))
+def test_losses_on_logits_match_probabilities_and_stay_finite(logit):
+    l = torch.tensor([logit], dtype=torch.float64)
+    d = torch.sigmoid(l)
+    for value in (gan.minimax_generator_loss(l), gan.non_saturating_generator_loss(l),
+                  gan.discriminator_loss(l, l)):
+        assert torch.isfinite(value)
+    bern = Bernoulli(logits=l)
+    log_d, log_1md = bern.log_prob(torch.ones_like(l)), bern.log_prob(torch.zeros_like(l))
+    torch.testing.assert_close(gan.minimax_generator_loss(l), log_1md.mean(), rtol=1e-9, atol=1e-12)
+    torch.testing.assert_close(gan.non_saturating_generator_loss(l), -log_d.mean(), rtol=1e-9, atol=1e-12)
+    torch.testing.assert_close(gan.discriminator_loss(l, l), -(log_d + log_1md).mean(),
+                               rtol=1e-9, atol=1e-12)
+    if abs(logit) < 10:  # where sigmoid-then-log is still accurate
+        torch.testing.assert_close(gan.minimax_generator_loss(l), torch.log1p(-d).mean())
+
+
+def test_minimax_gradient_vanishes_when_d_is_confident_non_saturating_does_not():
+    l = torch.tensor([-30.0], dtype=torch.float64, requires_grad=True)
+    gan.minimax_generator_loss(l).backward()
+    g_minimax = l.grad.abs().item()
+    l.grad = None
+    gan.non_saturating_generator_loss(l).backward()
+    assert g_minimax < 1e-12 and abs(l.grad.item() + 1) < 1e-12
+
+
+def test_parzen_matches_a_gaussian_mixture_from_torch_distributions():
+    g = torch.Generator().manual_seed(0)
+    samples = torch.randn(50, 3, generator=g, dtype=torch.float64)
+    test = torch.randn(7, 3, generator=g, dtype=torch.float64)
+    sigma = 0.4
+    mix = torch.distributions.MixtureSameFamily(
+        Categorical(probs=torch.full((50,), 1 / 50, dtype=torch.float64)),
+        torch.distributions.Independent(Normal(samples, sigma), 1))
+    torch.testing.assert_close(gan.parzen_log_likelihood(samples, test, sigma, batch=3),
+                               mix.log_prob(test))
+    far = gan.parzen_log_likelihood(samples, test + 1e3, 1e-3)
+    assert torch.isinf(far).all() or torch.isfinite(far).all()  # no NaN at extreme scales
+    assert not torch.isnan(far).any()
+
+
+def test_ring_and_mode_coverage():
+    g = torch.Generator().manual_seed(0)
+    x = gan.ring_of_gaussians(4000, generator=g)
+    assert gan.mode_coverage(x) == (8, pytest.approx(1.0, abs=0.01))
+    one_mode = x[torch.cdist(x, torch.tensor([[2.0, 0.0]])).squeeze(1) < 0.2]
+    covered, _ = gan.mode_coverage(one_mode)
+    assert covered == 1
+
+
+def test_networks_and_training_steps_at_both_scales():
+    g = torch.Generator().manual_seed(0)
+    for name, s in gan.SCALES.items():
+        G = gan.Generator(s["z_dim"], 784, s["g_hidden"], sigmoid=True)
+        D = gan.Discriminator(784, s["d_hidden"], s["pieces"], s["dropout"])
+        real = torch.rand(400, 784, generator=g)
+        h = gan.train_gan(G, D, lambda n: real[torch.randint(400, (n,), generator=g)], steps=2,
+                          batch_size=8, lr=s["lr"], generator=g, every=1, record=lambda step: step)
+        assert len(h.d_loss) == 2 and h.records == [1, 2], name
+        x = G.sample(5, g)
+        assert x.shape == (5, 784) and bool(((x >= 0) & (x <= 1)).all())
+        assert D.prob(x).shape == (5,)
+    G, D = gan.Generator(1, 1, (4,)), gan.Discriminator(1, (4,), 2, 0.0, center=4.0, scale=2.0)
+    h = gan.train_gan(G, D, lambda n: torch.randn(n, 1, generator=g), steps=3, batch_size=4,
+                      loss="minimax", k=2, generator=g)
+    assert len(h.g_loss) == 3
+
+
+@pytest.mark.parametrize("call, name, error", [
+    (lambda: gan.optimal_discriminator(torch.tensor([-0.1]), torch.tensor([0.5])), "p_data", ValueError),
+    (lambda: gan.optimal_discriminator(torch.tensor([0.1]), torch.tensor([0.5, 0.2])), "p_g", ValueError),
+    (lambda: gan.js_divergence(torch.tensor([0.5, 0.5]), torch.tensor([0.5, 0.6])), "q", ValueError),
+    (lambda: gan.js_divergence(torch.tensor([0.5, 0.5]), torch.tensor([1.0])), "q", ValueError),
+    (lambda: gan.kl_divergence([0.5, 0.5], torch.tensor([0.5, 0.5])), "p", TypeError),
+    (lambda: gan.virtual_criterion(torch.tensor([1.5, -0.5]), torch.tensor([0.5, 0.5])), "p_data", ValueError),
+    (lambda: gan.discriminator_loss(torch.tensor([1]), torch.tensor([0.0])), "real_logits", TypeError),
+    (lambda: gan.minimax_generator_loss(None), "fake_logits", TypeError),
+    (lambda: gan.non_saturating_generator_loss(torch.tensor([1])), "fake_logits", TypeError),
+    (lambda: gan.parzen_log_likelihood(torch.zeros(3, 2), torch.zeros(3, 2), 0.0), "sigma", ValueError),
+    (lambda: gan.parzen_log_likelihood(torch.zeros(3, 2), torch.zeros(3, 4), 1.0), "test", ValueError),
+    (lambda: gan.Generator(0, 2), "z_dim", ValueError),
+    (lambda: gan.Generator(2, 2)(torch.zeros(3, 5)), "z", ValueError),
+    (lambda: gan.Discriminator(2, dropout=1.0), "dropout", ValueError),
+    (lambda: gan.Discriminator(2, scale=0.0), "scale", ValueError),
+    (lambda: gan.Discriminator(2)(torch.zeros(3)), "x", ValueError),
+    (lambda: gan.train_gan(gan.Generator(1, 1, (2,)), gan.Discriminator(1, (2,)), torch.randn, 1,
+                           loss="wasserstein"), "loss", ValueError),
+    (lambda: gan.ring_of_gaussians(0), "n", ValueError),
+    (lambda: gan.mode_coverage(torch.zeros(4, 3)), "samples", ValueError),
+])
+def test_bad_inputs_name_the_argument(call, name, error):
+    with pytest.raises(error) as info:
+        call()
+    assert str(info.value).startswith(name)
+
+
+def test_derive_it_yourself_checkers_reject_plausible_wrong_answers(capsys):
+    a, b, y = sp.symbols("a b y", positive=True)
+    d_star = a / (a + b)
+    assert check_answer("a/(a+b)", d_star)
+    assert not check_answer("b/(a+b)", d_star)
+    assert not check_answer("a/b", d_star)
+    D = sp.Symbol("D", positive=True)
+    ns_grad = sp.diff(-sp.log(D), D)
+    assert check_answer("-1/D", ns_grad)
+    assert not check_answer("-1/(1-D)", ns_grad)
+    c_at_equal = -sp.log(4)
+    assert check_answer("-2*log(2)", c_at_equal)
+    assert not check_answer("-log(2)", c_at_equal)
+    assert "Not quite" in capsys.readouterr().out
