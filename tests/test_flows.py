@@ -1,0 +1,239 @@
+"""paperlib.flows against autograd Jacobians, closed forms, quadrature, and on bad input."""
+
+import math
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from paperlib.flows import (SCALES, FlowVAE, NormalizingFlow, PlanarFlow, annealed_beta, box_wall,
+                            fit_potentials, free_energy, kl_box, log_normalizer, m, planar,
+                            planar_inverse, potential, stack_forward, u_hat)
+from paperlib.proofs import check_answer
+
+
+pytestmark = pytest.mark.usefixtures("float64")  # exact comparisons in double precision
+
+
+def autograd_log_det(flow, z):
+    """log|det df/dz| per example from the full autograd Jacobian."""
+    out = []
+    for zi in z:
+        J = torch.autograd.functional.jacobian(lambda v: flow(v.unsqueeze(0))[0].squeeze(0), zi)
+        out.append(torch.linalg.slogdet(J)[1])
+    return torch.stack(out)
+
+
+@pytest.mark.parametrize("dim", [1, 2, 3, 5])
+def test_planar_log_det_matches_autograd_jacobian(dim):
+    torch.manual_seed(dim)
+    flow = PlanarFlow(dim, init_scale=1.5)
+    z = 2 * torch.randn(6, dim)
+    _, log_det = flow(z)
+    assert log_det.shape == (6,)
+    torch.testing.assert_close(log_det, autograd_log_det(flow, z))
+
+
+def test_stack_log_det_matches_autograd_and_adds():
+    torch.manual_seed(0)
+    stack = NormalizingFlow(3, K=4, init_scale=1.0)
+    z = torch.randn(5, 3)
+    zK, log_det = stack(z)
+    torch.testing.assert_close(log_det, autograd_log_det(stack, z))
+    # composition: the log-determinants of the layers add
+    total, x = torch.zeros(5), z
+    for layer in stack.flows:
+        x, step = layer(x)
+        total = total + step
+    torch.testing.assert_close(total, log_det)
+    torch.testing.assert_close(x, zK)
+
+
+@settings(max_examples=60, deadline=None)
+@given(u=st.lists(st.floats(-30, 30), min_size=2, max_size=2),
+       w=st.lists(st.floats(-30, 30), min_size=2, max_size=2))
+def test_u_hat_always_gives_an_invertible_flow(u, w):
+    u, w = torch.tensor(u), torch.tensor(w)
+    uh = u_hat(u, w)
+    assert torch.isfinite(uh).all()
+    if (w * w).sum() > 1e-6:
+        # w^T u_hat = m(w^T u) > -1
+        torch.testing.assert_close((w * uh).sum(), m((w * u).sum()))
+        # > -1 in exact arithmetic; at w^T u near -30 it rounds to -1 (planar accepts that)
+        assert (w * uh).sum() > -1 - 1e-12
+        z_new, log_det = planar(torch.randn(3, 2), uh, w, 0.5)
+        assert torch.isfinite(z_new).all() and torch.isfinite(log_det).all()
+
+
+@settings(max_examples=40, deadline=None)
+@given(scale=st.floats(1e-3, 1e3), seed=st.integers(0, 2**16))
+def test_planar_inverse_round_trips_at_extreme_scales(scale, seed):
+    g = torch.Generator().manual_seed(seed)
+    u, w = torch.randn(2, generator=g), torch.randn(2, generator=g) + 0.1
+    b = torch.randn((), generator=g)
+    uh = u_hat(u, w)
+    z = scale * torch.randn(7, 2, generator=g)
+    z_new, log_det = planar(z, uh, w, b)
+    assert torch.isfinite(z_new).all() and torch.isfinite(log_det).all()
+    torch.testing.assert_close(planar_inverse(z_new, uh, w, b), z, atol=1e-8 * (1 + scale), rtol=1e-8)
+
+
+def test_float32_and_float64_and_inverse_log_prob():
+    torch.manual_seed(1)
+    stack = NormalizingFlow(2, K=3, init_scale=1.0)
+    z32 = torch.randn(4, 2, dtype=torch.float32)
+    assert stack.float()(z32)[0].dtype == torch.float32
+    stack = stack.double()
+    z0, zK, log_q = stack.sample(50, torch.Generator().manual_seed(0))
+    assert log_q.shape == (50,) and zK.dtype == torch.float64
+    torch.testing.assert_close(stack.log_prob(zK), log_q)
+    back, inv_log_det = stack.inverse(zK)
+    torch.testing.assert_close(back, z0)
+    torch.testing.assert_close(inv_log_det, -stack(z0)[1])
+
+
+def test_flow_density_integrates_to_one():
+    torch.manual_seed(2)
+    stack = NormalizingFlow(2, K=4, init_scale=0.8)
+    h = 0.1
+    axis = torch.arange(-7 + h / 2, 7, h)
+    grid = torch.cartesian_prod(axis, axis)
+    mass = (stack.log_prob(grid).exp().sum() * h * h).item()
+    assert abs(mass - 1) < 1e-3
+
+
+def test_potentials_against_closed_forms_and_quadrature():
+    z = torch.tensor([[0.3, -0.7], [2.0, 0.0], [-1.0, 1.5]])
+    z1, z2 = z[:, 0], z[:, 1]
+    w1 = torch.sin(math.pi * z1 / 2)
+    torch.testing.assert_close(potential(2, z), 0.5 * ((z2 - w1) / 0.4) ** 2)
+    # U1 written out directly with logs of sums (no logsumexp)
+    u1 = 0.5 * ((z.norm(dim=1) - 2) / 0.4) ** 2 - torch.log(
+        torch.exp(-0.5 * ((z1 - 2) / 0.6) ** 2) + torch.exp(-0.5 * ((z1 + 2) / 0.6) ** 2))
+    torch.testing.assert_close(potential(1, z), u1)
+    # U2: for each z1 a Gaussian in z2 of width 0.4, far inside the box: Z_B = 8 * 0.4 sqrt(2 pi)
+    assert abs(log_normalizer(2) - math.log(8 * 0.4 * math.sqrt(2 * math.pi))) < 1e-6
+    # standard normal restricted to the box: 2 pi (1 - 2 Phi(-4))^2
+    inside = 1 - 2 * torch.distributions.Normal(0.0, 1.0).cdf(torch.tensor(-4.0)).item()
+    assert abs(log_normalizer("normal") - math.log(2 * math.pi * inside**2)) < 1e-6
+    for k in (1, 3, 4):  # the grid has converged
+        assert abs(log_normalizer(k) - log_normalizer(k, points=1201)) < 1e-4
+
+
+@settings(max_examples=30, deadline=None)
+@given(scale=st.floats(1e-6, 1e4), seed=st.integers(0, 2**16))
+def test_potentials_finite_for_extreme_inputs(scale, seed):
+    z = scale * torch.randn(9, 2, generator=torch.Generator().manual_seed(seed))
+    for k in (1, 2, 3, 4):
+        assert torch.isfinite(potential(k, z)).all()
+    assert (box_wall(z) >= 0).all()
+
+
+def test_kl_is_zero_for_the_base_density_and_positive_otherwise():
+    identity = NormalizingFlow(2, K=0)
+    kl, outside = kl_box(identity, "normal", n=20_000, generator=torch.Generator().manual_seed(0))
+    assert abs(kl) < 2e-3 and outside < 1e-3
+    kl1, _ = kl_box(identity, 1, n=20_000, generator=torch.Generator().manual_seed(0))
+    assert kl1 > 0.5
+
+
+def test_batched_fit_matches_the_modules_and_lowers_the_kl():
+    torch.manual_seed(0)
+    a, b_ = NormalizingFlow(2, K=2, init_scale=1.0), NormalizingFlow(2, K=2, init_scale=1.0)
+    uh = torch.stack([torch.stack([l.u_hat for l in f.flows]) for f in (a, b_)])
+    w = torch.stack([torch.stack([l.w for l in f.flows]) for f in (a, b_)])
+    b = torch.stack([torch.stack([l.b for l in f.flows]) for f in (a, b_)])
+    z = torch.randn(2, 6, 2)
+    zK, log_det = stack_forward(z, uh, w, b)
+    for p, f in enumerate((a, b_)):
+        ref = f(z[p])
+        torch.testing.assert_close(zK[p], ref[0])
+        torch.testing.assert_close(log_det[p], ref[1])
+    torch.set_default_dtype(torch.float32)
+    fitted = fit_potentials([(2, 2), (2, 8)], steps=150, seed=0)
+    untrained = NormalizingFlow(2, K=2)
+    kl0, _ = kl_box(untrained, 2, n=4000, generator=torch.Generator().manual_seed(1))
+    kls = [kl_box(f, 2, n=4000, generator=torch.Generator().manual_seed(1))[0] for f in fitted]
+    assert all(0 <= v < kl0 for v in kls)
+
+
+def test_annealing_and_free_energy():
+    assert annealed_beta(0, 100) == pytest.approx(0.01) and annealed_beta(500, 100) == 1.0
+    torch.manual_seed(0)
+    flow = NormalizingFlow(2, K=0)
+    f = free_energy(flow, "normal", 5000, generator=torch.Generator().manual_seed(0), wall=False)
+    # q = p = N(0, I): F = KL - ln Z = -ln(2 pi) for every sample
+    assert abs(f.item() + math.log(2 * math.pi)) < 1e-12
+
+
+def test_flow_vae_elbo_is_per_example_and_trains():
+    torch.manual_seed(0)
+    model = FlowVAE(x_dim=16, hidden=8, z_dim=3, K=2)
+    x = torch.rand(7, 16).round()
+    assert model.elbo(x).shape == (7,)
+    # with K = 0 the flow VAE's Monte Carlo ELBO equals the plain VAE's with kl="mc"
+    plain = FlowVAE(x_dim=16, hidden=8, z_dim=3, K=0)
+    from paperlib.vae import VAE
+    ref = VAE(x_dim=16, hidden=8, z_dim=3)
+    ref.load_state_dict({k: v for k, v in plain.state_dict().items() if not k.startswith("flow")})
+    torch.testing.assert_close(plain.elbo(x, generator=torch.Generator().manual_seed(3)),
+                               ref.elbo(x, kl="mc", generator=torch.Generator().manual_seed(3)))
+
+
+@pytest.mark.parametrize("scale", sorted(SCALES))
+def test_every_scale_builds_and_runs_two_steps(scale):
+    cfg = SCALES[scale]
+    torch.set_default_dtype(torch.float32)
+    flows = fit_potentials([(1, 32)], steps=2, batch=cfg["batch"], lr=cfg["lr"],
+                           anneal_steps=cfg["anneal_steps"])
+    assert math.isfinite(kl_box(flows[0], 1, n=1000)[0])
+    model = FlowVAE(hidden=cfg["vae_hidden"], z_dim=cfg["vae_z_dim"], K=cfg["vae_K"])
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg["vae_lr"])
+    for _ in range(2):
+        loss = model.loss(torch.rand(8, 784).round())
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    assert math.isfinite(loss.item())
+
+
+@pytest.mark.parametrize("call, name, error", [
+    (lambda: PlanarFlow(0), "dim", ValueError),
+    (lambda: PlanarFlow(2)(torch.zeros(3, 4)), "z", ValueError),
+    (lambda: PlanarFlow(2)([[0.0, 0.0]]), "z", TypeError),
+    (lambda: NormalizingFlow(2, K=-1), "K", ValueError),
+    (lambda: NormalizingFlow(2, K=1).sample(0), "n", ValueError),
+    (lambda: u_hat(torch.zeros(2), torch.zeros(3)), "w", ValueError),
+    (lambda: planar(torch.zeros(1, 2), torch.tensor([-2.0, 0.0]), torch.tensor([1.0, 0.0]), 0.0), "u",
+     ValueError),
+    (lambda: planar_inverse(torch.zeros(1, 2), torch.tensor([-2.0, 0.0]), torch.tensor([1.0, 0.0]),
+                            0.0), "u", ValueError),
+    (lambda: potential(5, torch.zeros(1, 2)), "k", ValueError),
+    (lambda: potential(1, torch.zeros(1, 3)), "z", ValueError),
+    (lambda: log_normalizer(1, box=0.0), "box", ValueError),
+    (lambda: free_energy(NormalizingFlow(2, 1), 1, 4, beta=-1.0), "beta", ValueError),
+    (lambda: fit_potentials([(1, 2)], steps=0), "steps", ValueError),
+    (lambda: fit_potentials([(1, 0)], steps=1), "pairs", ValueError),
+    (lambda: FlowVAE(x_dim=4, hidden=2, z_dim=1, K=1).elbo(torch.zeros(2, 4), kl="analytic"), "kl",
+     ValueError),
+])
+def test_bad_arguments_name_the_argument(call, name, error):
+    with pytest.raises(error, match=rf"^{name}:"):
+        call()
+
+
+def test_the_chapters_answer_checkers_reject_plausible_wrong_answers():
+    import sympy as sp
+    s = sp.Symbol("s", real=True)
+    # exercise: log-det of a 1-D planar flow f(z) = z + u tanh(w z + b)
+    u, w, z, b = sp.symbols("u w z b", real=True)
+    expected = sp.log(1 + u * w * (1 - sp.tanh(w * z + b) ** 2))
+    assert check_answer("log(1 + u*w - u*w*tanh(b + w*z)**2)", expected)
+    assert not check_answer("log(1 + u*w*tanh(w*z + b))", expected)
+    # exercise: the affine flow z' = a z + c with a > 0 and base N(0, 1): ln q(z')
+    a = sp.Symbol("a", positive=True)
+    c = sp.Symbol("c", real=True)
+    expected2 = -sp.log(2 * sp.pi) / 2 - (s - c) ** 2 / (2 * a**2) - sp.log(a)
+    assert check_answer("log(exp(-(s - c)**2/(2*a**2))/(a*sqrt(2*pi)))", expected2)
+    assert not check_answer("-log(2*pi)/2 - (s - c)**2/(2*a**2) + log(a)", expected2)

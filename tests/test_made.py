@@ -1,0 +1,268 @@
+"""paperlib.made: the masks' autoregressive property (mask products and autograd Jacobians, for any
+ordering and connectivity seed), normalisation by brute force, the ensemble NLL, sampling, bad input."""
+
+import itertools
+import math
+
+import pytest
+import sympy as sp
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from torch.distributions import Bernoulli
+
+from paperlib.made import (MADE, SCALES, MaskedLinear, connectivity, direct_mask, hidden_degrees,
+                           hidden_mask, input_degrees, mixture_nll, output_mask)
+from paperlib.proofs import check_answer
+from paperlib.train import fit
+
+
+pytestmark = pytest.mark.usefixtures("float64")  # exact comparisons in double precision
+
+
+def all_binary(d: int) -> torch.Tensor:
+    return torch.tensor(list(itertools.product([0.0, 1.0], repeat=d)))
+
+
+def allowed(ordering: torch.Tensor) -> torch.Tensor:
+    """[i, j] is True when x_j comes strictly before x_i in the ordering."""
+    return ordering[None, :] < ordering[:, None]
+
+
+configs = dict(d=st.integers(2, 7), hidden=st.lists(st.integers(1, 12), min_size=1, max_size=3),
+               num_masks=st.integers(1, 4), natural=st.booleans(), seed=st.integers(0, 10**6))
+
+
+@settings(max_examples=60, deadline=None)
+@given(**configs)
+def test_mask_product_has_no_path_that_breaks_the_ordering(d, hidden, num_masks, natural, seed):
+    model = MADE(d, hidden, num_masks=num_masks, natural_ordering=natural, seed=seed)
+    for _ in range(num_masks):
+        model.update_masks()
+        paths = connectivity([layer.mask for layer in model.layers])
+        assert paths.shape == (d, d)
+        assert (paths[~allowed(model.ordering)] == 0).all()
+        assert torch.equal(model.direct.mask.bool(), allowed(model.ordering))
+
+
+@settings(max_examples=25, deadline=None)
+@given(**configs)
+def test_jacobian_is_strictly_triangular_in_the_ordering(d, hidden, num_masks, natural, seed):
+    """d logits_i / d x_j is exactly 0 unless x_j precedes x_i, and (with the direct weights)
+    nonzero for every such pair: permuted to the ordering, J is strictly lower triangular."""
+    torch.manual_seed(seed)
+    model = MADE(d, hidden, num_masks=num_masks, natural_ordering=natural, seed=seed)
+    for _ in range(num_masks):
+        model.update_masks()
+        x = torch.rand(d)
+        jac = torch.autograd.functional.jacobian(lambda v: model(v[None])[0], x)
+        assert torch.equal(jac != 0, allowed(model.ordering))
+        order = torch.argsort(model.ordering)
+        permuted = jac[order][:, order]
+        assert torch.equal(permuted, torch.tril(permuted, diagonal=-1))
+
+
+@settings(max_examples=25, deadline=None)
+@given(**configs)
+def test_gradient_of_each_output_reaches_only_earlier_inputs_without_direct_weights(
+        d, hidden, num_masks, natural, seed):
+    torch.manual_seed(seed)
+    model = MADE(d, hidden, num_masks=num_masks, natural_ordering=natural, seed=seed, direct=False)
+    x = torch.rand(5, d, requires_grad=True)
+    logits = model(x)
+    for i in range(d):
+        (grad,) = torch.autograd.grad(logits[:, i].sum(), x, retain_graph=True)
+        later = model.ordering >= model.ordering[i]
+        assert (grad[:, later] == 0).all()
+
+
+@settings(max_examples=15, deadline=None)
+@given(d=st.integers(2, 6), hidden=st.lists(st.integers(1, 10), min_size=1, max_size=2),
+       seed=st.integers(0, 10**6), scale=st.sampled_from([1e-3, 1.0, 30.0]))
+def test_probabilities_over_all_binary_vectors_sum_to_one(d, hidden, seed, scale):
+    torch.manual_seed(seed)
+    model = MADE(d, hidden, num_masks=3, seed=seed)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.mul_(scale)   # tiny and huge logits (up to hundreds) must stay normalised
+    x = all_binary(d)
+    for ensemble in (False, True):
+        nll = model.nll(x, ensemble=ensemble)
+        assert torch.isfinite(nll).all()
+        torch.testing.assert_close(torch.exp(-nll).sum(), torch.tensor(1.0), rtol=0, atol=1e-9)
+
+
+def test_independent_input_and_output_shuffles_are_not_a_distribution():
+    """The pitfall: output degrees drawn from a second permutation, not the input's."""
+    torch.manual_seed(0)
+    model = MADE(5, [16], seed=1)
+    g = torch.Generator().manual_seed(7)
+    m_in = input_degrees(model.ordering)
+    m_h = hidden_degrees(m_in, 16, 5, g)
+    m_out = input_degrees(torch.randperm(5, generator=g))   # an independent shuffle
+    assert not torch.equal(m_out, m_in)
+    model.layers[0].set_mask(hidden_mask(m_in, m_h))
+    model.layers[1].set_mask(output_mask(m_h, m_out))
+    model.direct.set_mask((m_out[:, None] > m_in[None, :]).double())
+    total = torch.exp(-model.nll(all_binary(5))).sum()
+    assert abs(total.item() - 1) > 1e-3
+    # the same layers with the output degrees equal to the input degrees are normalised
+    model.layers[1].set_mask(output_mask(m_h, m_in))
+    model.direct.set_mask(direct_mask(m_in))
+    torch.testing.assert_close(torch.exp(-model.nll(all_binary(5))).sum(), torch.tensor(1.0))
+
+
+def test_mask_functions_follow_the_degree_rules():
+    m_in = torch.tensor([2, 0, 1]) + 1        # ordering (2, 0, 1): x_1 comes first, then x_2, x_0
+    m_h = torch.tensor([1, 2, 2, 1])
+    assert torch.equal(hidden_mask(m_in, m_h), (m_h[:, None] >= m_in[None, :]).double())
+    assert hidden_mask(m_in, m_h).shape == (4, 3)
+    assert torch.equal(output_mask(m_h, m_in), (m_in[:, None] > m_h[None, :]).double())
+    assert torch.equal(direct_mask(m_in), torch.tensor([[0, 1, 1], [0, 0, 0], [0, 1, 0]]).double())
+    assert torch.equal(input_degrees(torch.tensor([2, 0, 1])), m_in)
+    # a product of masks counts paths
+    paths = connectivity([hidden_mask(m_in, m_h), output_mask(m_h, m_in)])
+    torch.testing.assert_close(paths, output_mask(m_h, m_in) @ hidden_mask(m_in, m_h))
+
+
+@settings(max_examples=50, deadline=None)
+@given(d=st.integers(2, 50), size=st.integers(1, 200), low=st.integers(1, 60), seed=st.integers(0, 999))
+def test_hidden_degrees_stay_between_the_previous_minimum_and_d_minus_one(d, size, low, seed):
+    previous = torch.tensor([min(low, d - 1), d - 1])
+    m = hidden_degrees(previous, size, d, torch.Generator().manual_seed(seed))
+    assert m.shape == (size,) and m.min() >= min(low, d - 1) and m.max() <= d - 1
+
+
+def test_each_mask_has_its_own_ordering_and_cycling_is_reproducible():
+    model = MADE(10, [20, 20], num_masks=4, seed=3)
+    seen = []
+    for _ in range(8):
+        model.update_masks()
+        seen.append(model.ordering.clone())
+    assert all(torch.equal(seen[k], seen[k + 4]) for k in range(4))
+    assert len({tuple(s.tolist()) for s in seen}) == 4
+    again = MADE(10, [20, 20], num_masks=4, seed=3)
+    assert torch.equal(again.ordering, seen[-1])          # both at mask 0
+    natural = MADE(10, [20], num_masks=3, natural_ordering=True)
+    for _ in range(3):
+        natural.update_masks()
+        assert torch.equal(natural.ordering, torch.arange(10))
+
+
+@settings(max_examples=40, deadline=None)
+@given(k=st.integers(1, 6), n=st.integers(1, 5), seed=st.integers(0, 999),
+       spread=st.sampled_from([1e-3, 1.0, 30.0, 1000.0]))
+def test_mixture_nll_averages_probabilities(k, n, seed, spread):
+    g = torch.Generator().manual_seed(seed)
+    log_probs = -spread * torch.rand(k, n, generator=g)
+    out = mixture_nll(log_probs)
+    assert torch.isfinite(out).all()
+    reference = -torch.log(torch.exp(log_probs.double()).mean(0))
+    finite = torch.isfinite(reference)
+    torch.testing.assert_close(out[finite], reference[finite])
+    # the mixture is never worse than the average single model (Jensen), and never better than the best
+    assert (out <= -log_probs.mean(0) + 1e-12).all()
+    assert (out >= -log_probs.max(0).values - 1e-12).all()
+
+
+def test_nll_matches_torch_distributions():
+    torch.manual_seed(0)
+    model = MADE(6, [8])
+    x = (torch.rand(4, 6) < 0.5).double()
+    expected = -Bernoulli(logits=model(x)).log_prob(x).sum(1)
+    torch.testing.assert_close(model.nll(x), expected)
+    torch.testing.assert_close(model.loss(x), expected.mean())
+    images = x.view(4, 1, 2, 3)
+    torch.testing.assert_close(model.nll(images), expected)
+
+
+def test_masked_linear_zeroes_masked_weights_and_their_gradients():
+    layer = MaskedLinear(3, 2)
+    mask = torch.tensor([[1.0, 0.0, 1.0], [0.0, 0.0, 1.0]])
+    layer.set_mask(mask)
+    x = torch.randn(5, 3, requires_grad=True)
+    out = layer(x)
+    torch.testing.assert_close(out, x @ (layer.weight * mask).T + layer.bias)
+    out.sum().backward()
+    assert (layer.weight.grad[mask == 0] == 0).all()
+
+
+def test_sampling_matches_the_model_distribution():
+    """Ancestral samples from a 3-bit MADE have the frequencies exp(-nll)."""
+    torch.manual_seed(0)
+    model = MADE(3, [6], seed=2)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.mul_(3.0)
+    n = 40_000
+    samples = model.sample(n, generator=torch.Generator().manual_seed(1))
+    assert samples.shape == (n, 3) and set(samples.unique().tolist()) <= {0.0, 1.0}
+    x = all_binary(3)
+    probs = torch.exp(-model.nll(x))
+    counts = (samples[:, None, :] == x[None]).all(-1).double().mean(0)
+    assert ((counts - probs).abs() <= 5 * (probs * (1 - probs) / n).sqrt() + 1e-3).all()
+
+
+def test_a_few_training_steps_lower_the_nll_and_the_paper_config_builds():
+    torch.manual_seed(0)
+    x = (torch.rand(200, 20) < torch.linspace(0.1, 0.9, 20)).double()
+    model = MADE(20, [32], num_masks=2)
+    before = model.nll(x, ensemble=True).mean().item()
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+
+    def loss(batch):
+        model.update_masks()
+        return model.loss(batch)
+
+    fit(model, loss, x, optimizer, epochs=5, batch_size=50, progress=False)
+    assert model.nll(x, ensemble=True).mean().item() < before
+    # the paper's MNIST set-up: 784 inputs, one hidden layer of 500, float32, two steps
+    cfg = SCALES["paper"]
+    paper = MADE(784, [cfg["hidden"]], num_masks=cfg["num_masks"]).float()
+    xs = (torch.rand(8, 784) < 0.3).float()
+    opt = torch.optim.Adam(paper.parameters(), lr=cfg["lr"])
+    for _ in range(2):
+        paper.update_masks()
+        step = paper.loss(xs)
+        opt.zero_grad()
+        step.backward()
+        opt.step()
+        assert math.isfinite(step.item())
+
+
+@pytest.mark.parametrize("call, name, error", [
+    (lambda: input_degrees(torch.tensor([0, 0, 1])), "ordering", ValueError),
+    (lambda: input_degrees(torch.tensor([0.0, 1.0])), "ordering", TypeError),
+    (lambda: hidden_degrees(torch.tensor([1, 2]), 0, 3), "size", ValueError),
+    (lambda: hidden_degrees(torch.tensor([1]), 4, 1), "d", ValueError),
+    (lambda: hidden_mask(torch.tensor([1, 2]), [1, 2]), "current", TypeError),
+    (lambda: output_mask(torch.tensor([[1, 2]]), torch.tensor([1, 2])), "hidden", TypeError),
+    (lambda: direct_mask(torch.tensor([], dtype=torch.long)), "inputs", TypeError),
+    (lambda: connectivity([]), "masks", ValueError),
+    (lambda: connectivity([torch.ones(3, 2), torch.ones(2, 4)]), "masks", ValueError),
+    (lambda: mixture_nll(torch.zeros(3)), "log_probs", ValueError),
+    (lambda: MaskedLinear(3, 2).set_mask(torch.ones(3, 2)), "mask", ValueError),
+    (lambda: MADE(1, [4]), "d", ValueError),
+    (lambda: MADE(4, []), "hidden_sizes", ValueError),
+    (lambda: MADE(4, [4], num_masks=0), "num_masks", ValueError),
+    (lambda: MADE(4, [4], num_masks=2).update_masks(2), "index", ValueError),
+    (lambda: MADE(4, [4])(torch.zeros(2, 5)), "x", ValueError),
+    (lambda: MADE(4, [4]).sample(0), "n", ValueError),
+    (lambda: MADE(4, [4]).nll(torch.full((2, 4), 2.0)), "x", ValueError),
+])
+def test_bad_arguments_name_the_argument(call, name, error):
+    with pytest.raises(error, match=rf"^{name}:"):
+        call()
+
+
+def test_the_chapter_exercise_checkers_reject_plausible_wrong_answers():
+    D, H = sp.symbols("D H", positive=True, integer=True)
+    weights = H * D + D * (D - 1) / 2             # made-ex-weights
+    assert check_answer("H*D + D*(D - 1)/2", weights)
+    assert not check_answer("2*H*D + D*(D - 1)/2", weights)     # forgot that the masks halve W and V
+    assert not check_answer("H*D + D**2/2", weights)            # the diagonal counted as allowed
+    p, d = sp.symbols("p D", positive=True)
+    copying = (2 * p) ** d                        # made-ex-copying
+    assert check_answer("2**D * p**D", copying)
+    assert not check_answer("p**D", copying)                    # one input, not all 2^D
+    assert not check_answer("1", copying)                       # "it is a distribution"
