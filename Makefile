@@ -11,7 +11,7 @@ WITH_PAPERLIB := PYTHONPATH=$(CURDIR)
 HTML    := _build/html
 TIMEOUT := 900
 
-.PHONY: book test proofs clean
+.PHONY: book test proofs bench clean
 
 $(VENV)/.installed: requirements.txt
 	test -x $(BIN)/python || python3 -m venv $(VENV)
@@ -31,10 +31,13 @@ test: $(VENV)/.installed
 	$(WITH_PAPERLIB) $(BIN)/pytest tests chapters --nbval --nbval-sanitize-with tests/nbval_sanitize.cfg \
 		--timeout=$(TIMEOUT) -ra
 
-# The derivation checks alone (tests/test_chapter_proofs.py is added once chapters have proofs).
+# The derivation checks alone: the checker's own tests and every chapter's proof cells.
 proofs: $(VENV)/.installed
-	$(WITH_PAPERLIB) $(BIN)/pytest $(wildcard tests/test_proofs.py tests/test_chapter_proofs.py) \
-		--timeout=$(TIMEOUT)
+	$(WITH_PAPERLIB) $(BIN)/pytest tests/test_proofs.py tests/test_chapter_proofs.py --timeout=$(TIMEOUT)
+
+# Timings and throughput (bench/bench.py says what); writes bench/results.json. Runs make test.
+bench: $(VENV)/.installed
+	$(WITH_PAPERLIB) $(BIN)/python bench/bench.py $(BENCH_ARGS)
 
 clean:
 	rm -rf _build

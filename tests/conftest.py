@@ -12,8 +12,14 @@ from pathlib import Path
 
 import pytest
 import yaml
+from hypothesis import settings
 
 REPO = Path(__file__).resolve().parents[1]
+
+# Property tests: the same examples on every run (a failure in CI reproduces locally), and no
+# per-example deadline (the machine is shared; timing is make bench's business, not hypothesis's).
+settings.register_profile("paperlib", deadline=None, derandomize=True)
+settings.load_profile("paperlib")
 
 # Equations rendered per page, filled by tests/test_browser.py and printed at the end of the run.
 EQUATIONS = pytest.StashKey[dict]()
@@ -29,6 +35,17 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config: pytest.Config)
         terminalreporter.section("MathJax equations rendered per page (mjx-container)")
         for page, n in sorted(counts.items()):
             terminalreporter.write_line(f"{n:6d}  {page}")
+
+
+@pytest.fixture
+def float64():
+    """Double precision as torch's default for one test (for exact comparisons), then restored."""
+    import torch
+
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    yield
+    torch.set_default_dtype(previous)
 
 
 @pytest.fixture(scope="session")

@@ -84,13 +84,14 @@ class PageReport:
     offsite_requests: list[str] = field(default_factory=list)
     failed_requests: list[str] = field(default_factory=list)
     broken_images: list[str] = field(default_factory=list)
+    leaked_tex: list[str] = field(default_factory=list)
     console_errors: list[str] = field(default_factory=list)
     page_errors: list[str] = field(default_factory=list)
 
     def problems(self) -> list[str]:
         out = []
         for name in ("untypeset", "merrors", "offsite_requests", "failed_requests",
-                     "broken_images", "console_errors", "page_errors"):
+                     "broken_images", "leaked_tex", "console_errors", "page_errors"):
             for item in getattr(self, name):
                 out.append(f"{name}: {item}")
         return out
@@ -98,8 +99,23 @@ class PageReport:
 
 # Runs in the page after load: wait for MathJax's first typeset (when the page loads MathJax)
 # and for every image, then report what rendered.
-_INSPECT = """
+_INSPECT = r"""
 async () => {
+  // TeX that reached the reader as text: "$\alpha$" or "\frac" outside any typeset maths,
+  // code block or script (an output parsed as plain Markdown, a missing math role, ...).
+  const leakedTex = () => {
+    const walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
+    const skip = 'pre, code, script, style, mjx-container, .highlight, textarea';
+    const found = [];
+    for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+      const text = node.textContent;
+      if (/\$[^$]*\\[A-Za-z]+|\\(mathbb|mathcal|frac|log|mid|sum|int)\b/.test(text)
+          && !node.parentElement.closest(skip)) {
+        found.push(text.trim().slice(0, 120));
+      }
+    }
+    return found;
+  };
   if (window.MathJax && MathJax.startup && MathJax.startup.promise) {
     await MathJax.startup.promise;
   }
@@ -118,6 +134,7 @@ async () => {
                     .map(e => e.getAttribute('data-mjx-error') || e.textContent),
     broken_images: [...document.images].filter(i => !i.complete || i.naturalWidth === 0)
                     .map(i => i.currentSrc || i.src),
+    leaked_tex: leakedTex(),
   };
 }
 """
@@ -156,7 +173,7 @@ def audit(browser, url: str, inject: str | None = None) -> PageReport:
         context.close()
     report.math_elements = found["math_elements"]
     report.mjx_containers = found["mjx_containers"]
-    for key in ("untypeset", "merrors", "broken_images"):
+    for key in ("untypeset", "merrors", "broken_images", "leaked_tex"):
         getattr(report, key).extend(found[key])
     return report
 
@@ -215,9 +232,11 @@ def _append(html: str) -> str:
     (r'<span class="math">\(\undefinedmacro + 1\)</span>', "merrors"),
     ('<img src="no-such-figure.png" alt="missing">', "broken_images"),
     ('<img src="https://example.org/figure.png" alt="remote">', "offsite_requests"),
+    (r'<p>| 1 | $\mathbb E_q[\log p(x)]$ | raw Markdown table |</p>', "leaked_tex"),
 ])
 def test_the_check_catches_a_broken_page(browser, site, toc_chapters, snippet, flagged) -> None:
-    """The audit is not vacuous: an undefined macro, a broken image, an off-site request fail it."""
+    """The audit is not vacuous: an undefined macro, a broken image, an off-site request, and
+    TeX left as plain text (a Markdown output that was not parsed) each fail it."""
     report = audit(browser, _chapter_url(site, toc_chapters), inject=_append(snippet))
     assert getattr(report, flagged), f"{flagged} not detected: {report}"
     assert report.problems()

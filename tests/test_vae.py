@@ -14,13 +14,7 @@ from paperlib.vae import (SCALES, VAE, bernoulli_nll, elbo, gaussian_nll, kl_nor
 
 
 
-@pytest.fixture(autouse=True)
-def float64():
-    """Exact comparisons in double precision, restored afterwards for the other test files."""
-    previous = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(previous)
+pytestmark = pytest.mark.usefixtures("float64")  # exact comparisons in double precision
 
 
 @settings(max_examples=40, deadline=None)
