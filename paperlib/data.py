@@ -52,6 +52,8 @@ def _check_split(split: str) -> None:
 
 def read_idx(path: str | os.PathLike, kind: str) -> np.ndarray:
     """Read a gzipped IDX file of MNIST ``kind`` ("images" or "labels") into a uint8 array."""
+    if kind not in _IDX_MAGIC:
+        raise ValueError(f"kind: expected 'images' or 'labels', got {kind!r}")
     blob = Path(path).read_bytes()
     try:
         raw = gzip.decompress(blob)

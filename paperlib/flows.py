@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from paperlib.vae import VAE, bernoulli_nll, gaussian_nll, log_normal, reparameterize
+from paperlib.vae import VAE, _same_shape, bernoulli_nll, gaussian_nll, log_normal, reparameterize
 
 POTENTIALS = (1, 2, 3, 4)
 BOX = 4.0  # U2-U4 are normalisable only on a bounded region: the target lives on (-BOX, BOX)^2
@@ -219,6 +219,10 @@ def _energy(k: int | str, z: Tensor) -> Tensor:
 
 def box_wall(z: Tensor, box: float = BOX, stiffness: float = 50.0) -> Tensor:
     """A soft wall, sum_j stiffness * relu(|z_j| - box)^2, zero inside the box."""
+    if not box > 0:
+        raise ValueError(f"box: expected a positive half-width, got {box!r}")
+    if not stiffness >= 0:
+        raise ValueError(f"stiffness: expected a non-negative number, got {stiffness!r}")
     return stiffness * F.relu(z.abs() - box).pow(2).sum(-1)
 
 
@@ -240,6 +244,8 @@ def log_normalizer(k: int | str, box: float = BOX, points: int = 801) -> float:
 
 def annealed_beta(step: int, anneal_steps: int) -> float:
     """beta_t = min(1, 0.01 + t / anneal_steps): the paper uses anneal_steps = 10,000."""
+    if not anneal_steps > 0:
+        raise ValueError(f"anneal_steps: expected a positive number of steps, got {anneal_steps!r}")
     return min(1.0, 0.01 + step / anneal_steps)
 
 
@@ -308,6 +314,7 @@ def stack_forward(z: Tensor, u_hat: Tensor, w: Tensor, b: Tensor) -> tuple[Tenso
     with the log-determinants summed in one go at the end. Returns z_K [P, N, d] and the sum
     of log-determinants [P, N].
     """
+    _same_shape(u_hat=u_hat, w=w)  # a broadcast u_hat would give wrong flows without an error
     wu = (w * u_hat).sum(-1)
     hs = []
     for k in range(u_hat.shape[1]):

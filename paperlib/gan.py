@@ -142,6 +142,9 @@ class Maxout(nn.Module):
 
     def __init__(self, in_features: int, out_features: int, pieces: int):
         super().__init__()
+        for name, value in (("in_features", in_features), ("out_features", out_features),
+                            ("pieces", pieces)):
+            _positive(name, value)
         self.out_features, self.pieces = out_features, pieces
         self.linear = nn.Linear(in_features, out_features * pieces)
 

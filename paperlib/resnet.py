@@ -251,7 +251,7 @@ def train(model: nn.Module, x: Tensor, y: Tensor, epochs: int, batch_size: int =
           **fit_kwargs) -> History:
     """The paper's optimiser: SGD with momentum and weight decay, lr divided by 10 at each
     epoch in ``milestones``; minimises the cross-entropy on logits with ``paperlib.train.fit``."""
-    if lr <= 0:
+    if not lr > 0:
         raise ValueError(f"lr: expected a positive learning rate, got {lr!r}")
     optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum,
                                 weight_decay=weight_decay)

@@ -61,6 +61,8 @@ def normalised_coordinates(steps: int, align_corners: bool = False, **like) -> T
 
 def to_pixels(x_s: Tensor, steps: int, align_corners: bool = False) -> Tensor:
     """Normalised coordinates to pixel indices (0 .. steps - 1): the inverse of the map above."""
+    if not isinstance(steps, int) or steps < 1:
+        raise ValueError(f"steps: expected a positive integer, got {steps!r}")
     if align_corners:
         return (x_s + 1) * (steps - 1) / 2
     return ((x_s + 1) * steps - 1) / 2
@@ -219,12 +221,18 @@ class STN(nn.Module):
 
 def localisation_fcn(width: int = 32, pixels: int = 28 * 28) -> nn.Module:
     """A small fully connected localisation network: two ReLU layers of ``width`` units."""
+    for name, value in (("width", width), ("pixels", pixels)):
+        if not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name}: expected a positive integer, got {value!r}")
     return nn.Sequential(nn.Flatten(), nn.Linear(pixels, width), nn.ReLU(),
                          nn.Linear(width, width), nn.ReLU())
 
 
 def localisation_cnn(channels: int = 8, width: int = 32) -> nn.Module:
     """A small convolutional localisation network for 28 x 28 inputs (two 5x5 conv + pool)."""
+    for name, value in (("channels", channels), ("width", width)):
+        if not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name}: expected a positive integer, got {value!r}")
     return nn.Sequential(nn.Conv2d(1, channels, 5), nn.MaxPool2d(2), nn.ReLU(),
                          nn.Conv2d(channels, channels, 5), nn.MaxPool2d(2), nn.ReLU(),
                          nn.Flatten(), nn.Linear(channels * 4 * 4, width), nn.ReLU())
@@ -279,6 +287,9 @@ def build(name: str, scale: dict) -> Classifier:
 @torch.no_grad()
 def error_rate(model: nn.Module, images: Tensor, labels: Tensor, batch: int = 1000) -> float:
     """The fraction of ``images`` the model misclassifies."""
+    if len(images) != len(labels) or len(images) == 0:
+        raise ValueError(f"labels: expected {len(images)} labels (one per image), "
+                         f"got {len(labels)}")
     model.eval()
     device = next(model.parameters()).device
     wrong = sum((model(images[k:k + batch].to(device)).argmax(1).cpu() != labels[k:k + batch])

@@ -27,7 +27,11 @@ def seed_everything(seed: int) -> torch.Generator:
 def pick_device(prefer: str | None = None) -> torch.device:
     """``prefer`` if given, else the first of cuda, mps and cpu that is available."""
     if prefer is not None:
-        return torch.device(prefer)
+        try:
+            return torch.device(prefer)
+        except RuntimeError as error:
+            raise ValueError(f"prefer: expected a device such as 'cpu' or 'cuda', "
+                             f"got {prefer!r}") from error
     if torch.cuda.is_available():
         return torch.device("cuda")
     if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():

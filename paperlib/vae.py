@@ -47,6 +47,7 @@ def kl_normal(mu: Tensor, logvar: Tensor) -> Tensor:
 
 def log_normal(z: Tensor, mu: Tensor, logvar: Tensor) -> Tensor:
     """log N(z; mu, diag(exp(logvar))), summed over the last dimension."""
+    _same_shape(mu=mu, logvar=logvar)
     # log N = -1/2 * sum_j (log 2 pi + log sigma_j^2 + (z_j - mu_j)^2 / sigma_j^2)
     return -0.5 * (math.log(2 * math.pi) + logvar + (z - mu).pow(2) / logvar.exp()).sum(dim=-1)
 

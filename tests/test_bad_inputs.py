@@ -1,0 +1,264 @@
+"""Bad input to every public function and class of paperlib, in one table.
+
+The book promises (DESIGN.md, "paperlib conventions") that bad input raises a ``ValueError`` or
+``TypeError`` naming the argument, never a NaN three calls later. ``BAD_INPUTS`` holds one entry per
+public name: a call with one bad argument (a wrong shape, a negative or NaN hyperparameter, an
+unknown option, a wrong type), the exception it must raise, and a pattern its message must match:
+the argument's name, at the start of the message, where a reader looks first.
+
+The table stays complete: ``test_every_public_name_is_in_the_table`` fails when a public function
+or class has neither an entry nor a reason in ``EXEMPT``, and a name that no longer exists fails
+``test_the_table_names_only_public_names``. The per-module test files check the other bad inputs.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import pkgutil
+
+import pytest
+import sympy as sp
+import torch
+from matplotlib.figure import Figure
+from torch import nn
+
+import paperlib
+from paperlib import adam, data, flows, gan, made, plot, proofs, resnet, stn, train, vae
+
+NAN = float("nan")
+LONG = dict(dtype=torch.long)
+X = torch.linspace(0.1, 0.8, 8).reshape(4, 2)  # 4 examples of 2 features, in [0, 1]
+W, U_BAD = torch.tensor([1.0, 0.0]), torch.tensor([-2.0, 0.0])  # w^T u = -2: not invertible
+P = torch.tensor([0.5, 0.5])  # a distribution over two outcomes
+x = sp.Symbol("x", real=True)
+
+
+def tiny_gan_call(**bad_argument):
+    G, D = gan.Generator(2, 2, hidden=(4,)), gan.Discriminator(2, hidden=(4,), pieces=2)
+    return gan.train_gan(G, D, lambda n: torch.zeros(n, 2), steps=1, **bad_argument)
+
+
+def tiny_fit_call(**bad_argument):
+    model = nn.Linear(2, 1)
+    return train.fit(model, lambda xb: model(xb).mean(), X, torch.optim.SGD(model.parameters()),
+                     **bad_argument)
+
+
+def bad(name: str, call, exc: type[Exception], match: str):
+    return pytest.param(call, exc, match, id=name)
+
+
+BAD_INPUTS = [
+    # adam
+    bad("adam.bias_correction", lambda: adam.bias_correction(1.0, t=3), ValueError, r"^beta\b"),
+    bad("adam.step_size", lambda: adam.step_size(-1e-3, (0.9, 0.999), 1), ValueError, r"^lr\b"),
+    bad("adam.eps_hat", lambda: adam.eps_hat(NAN, 0.999, 1), ValueError, r"^eps\b"),
+    bad("adam.step_bound", lambda: adam.step_bound(1e-3, (0.9,)), ValueError, r"^betas\b"),
+    bad("adam.reddi_gradient", lambda: adam.reddi_gradient(0), ValueError, r"^t\b"),
+    bad("adam.Adam", lambda: adam.Adam([nn.Parameter(torch.zeros(2))], betas=(0.9, 1.0)),
+        ValueError, r"^betas\b"),
+    bad("adam.reddi_online", lambda: adam.reddi_online(True, steps=0), ValueError, r"^steps\b"),
+    # data
+    bad("data.read_idx", lambda: data.read_idx("t10k-images-idx3-ubyte.gz", kind="pixels"),
+        ValueError, r"^kind\b"),
+    bad("data.mnist", lambda: data.mnist("validation"), ValueError, r"^split\b"),
+    bad("data.binarize", lambda: data.binarize(X, threshold=1.5), ValueError, r"^threshold\b"),
+    bad("data.DSprites", lambda: data.DSprites(size=4), ValueError, r"^size\b"),
+    # flows
+    bad("flows.u_hat", lambda: flows.u_hat(torch.zeros(3), torch.zeros(2)), ValueError, r"^w\b"),
+    bad("flows.planar", lambda: flows.planar(X, U_BAD, W, 0.0), ValueError, r"^u\b"),
+    bad("flows.planar_inverse", lambda: flows.planar_inverse(X, U_BAD, W, 0.0),
+        ValueError, r"^u\b"),
+    bad("flows.PlanarFlow", lambda: flows.PlanarFlow(dim=0), ValueError, r"^dim\b"),
+    bad("flows.NormalizingFlow", lambda: flows.NormalizingFlow(2, K=-1), ValueError, r"^K\b"),
+    bad("flows.potential", lambda: flows.potential(5, X), ValueError, r"^k\b"),
+    bad("flows.box_wall", lambda: flows.box_wall(X, box=-4.0), ValueError, r"^box\b"),
+    bad("flows.log_normalizer", lambda: flows.log_normalizer(1, points=1),
+        ValueError, r"^points\b"),
+    bad("flows.annealed_beta", lambda: flows.annealed_beta(10, anneal_steps=0),
+        ValueError, r"^anneal_steps\b"),
+    bad("flows.free_energy", lambda: flows.free_energy(flows.NormalizingFlow(2, 1), 1, 8, beta=NAN),
+        ValueError, r"^beta\b"),
+    bad("flows.kl_box", lambda: flows.kl_box(flows.NormalizingFlow(2, 1), 1, box=-1.0),
+        ValueError, r"^box\b"),
+    bad("flows.fit_potential", lambda: flows.fit_potential(1, 2, steps=0), ValueError, r"^steps\b"),
+    bad("flows.stack_forward",  # u_hat and w of P=1 stack, K=3 flows, but w has d=1, u_hat d=2
+        lambda: flows.stack_forward(torch.zeros(1, 4, 2), torch.zeros(1, 3, 2),
+                                    torch.zeros(1, 3, 1), torch.zeros(1, 3)), ValueError, r"^w\b"),
+    bad("flows.fit_potentials", lambda: flows.fit_potentials([(1, 0)], steps=1),
+        ValueError, r"^pairs\b"),
+    bad("flows.FlowVAE", lambda: flows.FlowVAE(x_dim=4, hidden=3, z_dim=2, K=-1),
+        ValueError, r"^K\b"),
+    # gan
+    bad("gan.optimal_discriminator",
+        lambda: gan.optimal_discriminator(P, torch.tensor([0.5, -0.5])), ValueError, r"^p_g\b"),
+    bad("gan.kl_divergence", lambda: gan.kl_divergence(P, torch.tensor([0.5, 0.6])),
+        ValueError, r"^q\b"),
+    bad("gan.js_divergence", lambda: gan.js_divergence(P, torch.full((3,), 1 / 3)),
+        ValueError, r"^q\b"),
+    bad("gan.virtual_criterion", lambda: gan.virtual_criterion(P, torch.tensor([0.5, 0.25])),
+        ValueError, r"^p_g\b"),
+    bad("gan.discriminator_loss", lambda: gan.discriminator_loss([0.0], torch.zeros(2)),
+        TypeError, r"^real_logits\b"),
+    bad("gan.minimax_generator_loss", lambda: gan.minimax_generator_loss(torch.zeros(4, **LONG)),
+        TypeError, r"^fake_logits\b"),
+    bad("gan.non_saturating_generator_loss", lambda: gan.non_saturating_generator_loss([0.0]),
+        TypeError, r"^fake_logits\b"),
+    bad("gan.parzen_log_likelihood", lambda: gan.parzen_log_likelihood(X, X, sigma=NAN),
+        ValueError, r"^sigma\b"),
+    bad("gan.Maxout", lambda: gan.Maxout(4, 3, pieces=0), ValueError, r"^pieces\b"),
+    bad("gan.Generator", lambda: gan.Generator(z_dim=0, x_dim=2), ValueError, r"^z_dim\b"),
+    bad("gan.Discriminator", lambda: gan.Discriminator(2, dropout=1.0), ValueError, r"^dropout\b"),
+    bad("gan.train_gan", lambda: tiny_gan_call(loss="wasserstein"), ValueError, r"^loss\b"),
+    bad("gan.ring_of_gaussians", lambda: gan.ring_of_gaussians(8, std=-0.02),
+        ValueError, r"^std\b"),
+    bad("gan.mode_coverage", lambda: gan.mode_coverage(torch.zeros(5, 3)),
+        ValueError, r"^samples\b"),
+    # made
+    bad("made.input_degrees", lambda: made.input_degrees(torch.tensor([0, 0, 2])),
+        ValueError, r"^ordering\b"),
+    bad("made.hidden_degrees", lambda: made.hidden_degrees(torch.tensor([1, 2, 3]), size=0, d=3),
+        ValueError, r"^size\b"),
+    bad("made.hidden_mask", lambda: made.hidden_mask(torch.tensor([1.0, 2.0]), torch.tensor([1])),
+        TypeError, r"^previous\b"),
+    bad("made.output_mask", lambda: made.output_mask(torch.tensor([1]), torch.tensor([1.0, 2.0])),
+        TypeError, r"^outputs\b"),
+    bad("made.direct_mask", lambda: made.direct_mask(torch.tensor([1.0, 2.0])),
+        TypeError, r"^inputs\b"),
+    bad("made.connectivity", lambda: made.connectivity([]), ValueError, r"^masks\b"),
+    bad("made.mixture_nll", lambda: made.mixture_nll(torch.zeros(5)), ValueError, r"^log_probs\b"),
+    bad("made.MaskedLinear", lambda: made.MaskedLinear(3, 2).set_mask(torch.ones(3, 3)),
+        ValueError, r"^mask\b"),
+    bad("made.MADE", lambda: made.MADE(d=1, hidden_sizes=[4]), ValueError, r"^d\b"),
+    # proofs
+    bad("proofs.Derivation", lambda: proofs.Derivation(x).step(x, rel="<"), ValueError, r"^rel\b"),
+    bad("proofs.equivalent", lambda: proofs.equivalent(x, x, assumptions=["x > 0"]),
+        TypeError, r"^assumptions\b"),
+    bad("proofs.check_answer", lambda: proofs.check_answer("x", x, assumptions=[42]),
+        TypeError, r"^assumptions\b"),
+    # resnet
+    bad("resnet.blocks_per_stage", lambda: resnet.blocks_per_stage(21), ValueError, r"^depth\b"),
+    bad("resnet.pad_shortcut", lambda: resnet.pad_shortcut(torch.zeros(1, 4, 2, 2), out_channels=2),
+        ValueError, r"^out_channels\b"),
+    bad("resnet.stack_jacobian", lambda: resnet.stack_jacobian([torch.eye(2), torch.eye(3)]),
+        ValueError, r"^jacobians\b"),
+    bad("resnet.count_parameters", lambda: resnet.count_parameters("resnet"),
+        TypeError, r"^model\b"),
+    bad("resnet.BasicBlock", lambda: resnet.BasicBlock(16, 16, plain=True, branch_scale=0.5),
+        ValueError, r"^branch_scale\b"),
+    bad("resnet.CifarResNet", lambda: resnet.CifarResNet(depth=9), ValueError, r"^depth\b"),
+    bad("resnet.cifar_resnet", lambda: resnet.cifar_resnet(8, num_classes=0),
+        ValueError, r"^num_classes\b"),
+    bad("resnet.deepen", lambda: resnet.deepen(resnet.cifar_resnet(14), depth=8),
+        ValueError, r"^depth\b"),
+    bad("resnet.gradient_norms",
+        lambda: resnet.gradient_norms(nn.Linear(2, 2), X, torch.zeros(4, **LONG)),
+        TypeError, r"^model\b"),
+    bad("resnet.error_rate", lambda: resnet.error_rate(nn.Linear(2, 2), X, torch.zeros(3, **LONG)),
+        ValueError, r"^y\b"),
+    bad("resnet.train",
+        lambda: resnet.train(nn.Linear(2, 2), X, torch.zeros(4, **LONG), epochs=1, lr=NAN),
+        ValueError, r"^lr\b"),
+    # stn
+    bad("stn.normalised_coordinates", lambda: stn.normalised_coordinates(0),
+        ValueError, r"^steps\b"),
+    bad("stn.to_pixels", lambda: stn.to_pixels(torch.zeros(3), steps=0), ValueError, r"^steps\b"),
+    bad("stn.affine_grid", lambda: stn.affine_grid(torch.zeros(2, 3, 3), (2, 1, 4, 4)),
+        ValueError, r"^theta\b"),
+    bad("stn.bilinear_sample",
+        lambda: stn.bilinear_sample(torch.zeros(1, 4, 4), torch.zeros(1, 2, 2, 2)),
+        ValueError, r"^images\b"),
+    bad("stn.rotation_theta", lambda: stn.rotation_theta(torch.zeros(2, 1)),
+        ValueError, r"^degrees\b"),
+    bad("stn.theta_angle", lambda: stn.theta_angle(torch.zeros(2, 2, 2)), ValueError, r"^theta\b"),
+    bad("stn.rotate", lambda: stn.rotate(torch.zeros(2, 1, 4, 4), torch.zeros(3)),
+        ValueError, r"^degrees\b"),
+    bad("stn.rotated_mnist", lambda: stn.rotated_mnist(max_degrees=270.0),
+        ValueError, r"^max_degrees\b"),
+    bad("stn.STN", lambda: stn.STN(nn.Flatten(), features=0), ValueError, r"^features\b"),
+    bad("stn.localisation_fcn", lambda: stn.localisation_fcn(width=0), ValueError, r"^width\b"),
+    bad("stn.localisation_cnn", lambda: stn.localisation_cnn(channels=0),
+        ValueError, r"^channels\b"),
+    bad("stn.Classifier", lambda: stn.Classifier(nn.Flatten())(torch.zeros(2, 1, 27, 27)),
+        ValueError, r"^images\b"),
+    bad("stn.fcn", lambda: stn.fcn(width=0), ValueError, r"^width\b"),
+    bad("stn.cnn", lambda: stn.cnn(channels=-1), ValueError, r"^channels\b"),
+    bad("stn.build", lambda: stn.build("ResNet", stn.SCALES["quick"]), ValueError, r"^name\b"),
+    bad("stn.error_rate",
+        lambda: stn.error_rate(nn.Flatten(), torch.zeros(3, 1, 28, 28), torch.zeros(2, **LONG)),
+        ValueError, r"^labels\b"),
+    bad("stn.train", lambda: stn.train("FCN", stn.SCALES["quick"], torch.zeros(4, 1, 28, 28),
+                                       torch.zeros(4, **LONG), seed=-1), ValueError, r"^seed\b"),
+    # train
+    bad("train.seed_everything", lambda: train.seed_everything(-1), ValueError, r"^seed\b"),
+    bad("train.pick_device", lambda: train.pick_device("gpu"), ValueError, r"^prefer\b"),
+    bad("train.fit", lambda: tiny_fit_call(epochs=0), ValueError, r"^epochs\b"),
+    # vae
+    bad("vae.reparameterize", lambda: vae.reparameterize(X, torch.zeros(4, 3)),
+        ValueError, r"^logvar\b"),
+    bad("vae.kl_normal", lambda: vae.kl_normal(X, torch.zeros(2)), ValueError, r"^logvar\b"),
+    bad("vae.log_normal", lambda: vae.log_normal(X, X, torch.zeros(4, 1)),
+        ValueError, r"^logvar\b"),
+    bad("vae.bernoulli_nll", lambda: vae.bernoulli_nll(X, 255 * X), ValueError, r"^x\b"),
+    bad("vae.gaussian_nll", lambda: vae.gaussian_nll(X, X, var=NAN), ValueError, r"^var\b"),
+    bad("vae.elbo", lambda: vae.elbo(X, X, X, X, likelihood="poisson"),
+        ValueError, r"^likelihood\b"),
+    bad("vae.VAE", lambda: vae.VAE(x_dim=4, hidden=0), ValueError, r"^hidden\b"),
+    bad("vae.beta_vae_loss", lambda: vae.beta_vae_loss(X, X, X, X, beta=-1.0),
+        ValueError, r"^beta\b"),
+    bad("vae.capacity_loss", lambda: vae.capacity_loss(X, X, X, X, C=NAN), ValueError, r"^C\b"),
+    bad("vae.capacity_schedule", lambda: vae.capacity_schedule(step=-1), ValueError, r"^step\b"),
+    bad("vae.active_latents", lambda: vae.active_latents(X), ValueError, r"^kl_per_latent\b"),
+    bad("vae.ConvVAE", lambda: vae.ConvVAE(image_size=48), ValueError, r"^image_size\b"),
+    # plot
+    bad("plot.tile", lambda: plot.tile(torch.zeros(4, 3, 3), ncol=0), ValueError, r"^ncol\b"),
+    bad("plot.image_grid",  # two channels; an Axes of its own, so no pyplot figure is left open
+        lambda: plot.image_grid(torch.zeros(4, 2, 3, 3), 2, ax=Figure().add_subplot()),
+        ValueError, r"^images\b"),
+]
+
+EXEMPT = {
+    "data.digits": "takes no arguments",
+    "flows.one_thread": "a context manager that takes no arguments",
+    "flows.m": "the elementwise map -1 + softplus(x): every real tensor of any shape is valid",
+    "flows.standard_normal_energy": "||z||^2 / 2 over the last dimension: every real tensor is "
+                                    "valid input",
+    "gan.GANHistory": "a dataclass of recorded losses that train_gan fills, not user input",
+    "train.History": "a dataclass of recorded losses that fit fills, not user input",
+    "proofs.StepError": "an exception class: raised by Derivation.check, not called by readers",
+}
+
+
+def public_names() -> set[str]:
+    """"module.name" for each function or class defined (not imported) in a paperlib module."""
+    names = set()
+    for info in pkgutil.iter_modules(paperlib.__path__):
+        module = importlib.import_module(f"paperlib.{info.name}")
+        for name, obj in vars(module).items():
+            if (not name.startswith("_") and (inspect.isfunction(obj) or inspect.isclass(obj))
+                    and obj.__module__ == module.__name__):
+                names.add(f"{info.name}.{name}")
+    return names
+
+
+TABLE_IDS = [entry.id for entry in BAD_INPUTS]
+
+
+@pytest.mark.parametrize(("call", "exc", "match"), BAD_INPUTS)
+def test_bad_input_raises_an_error_that_names_the_argument(call, exc, match):
+    with pytest.raises(exc, match=match):
+        call()
+
+
+def test_every_public_name_is_in_the_table():
+    missing = sorted(public_names() - set(TABLE_IDS) - set(EXEMPT))
+    assert not missing, f"add a BAD_INPUTS entry (or an EXEMPT reason) for {missing}"
+
+
+def test_the_table_names_only_public_names():
+    stale = sorted((set(TABLE_IDS) | set(EXEMPT)) - public_names())
+    assert not stale, f"no longer public functions or classes of paperlib: {stale}"
+    assert len(TABLE_IDS) == len(set(TABLE_IDS)), "one entry per public name"
+    assert not set(TABLE_IDS) & set(EXEMPT), "a name is either tested or exempt, not both"
+    assert all(reason.strip() for reason in EXEMPT.values()), "every exemption needs a reason"
