@@ -272,6 +272,23 @@ def test_corrupted_download_raises_and_is_not_cached(server, fixtures, tmp_path,
     assert "offline" not in capsys.readouterr().out, "a bad checksum must never fall back"
 
 
+def test_corrupted_cached_file_is_detected_and_fetched_again(server, fixtures, tmp_path):
+    arrays, blobs = fixtures
+    hashes = server.publish(blobs)
+    cache = tmp_path / "cache"
+    data.mnist("test", offline=False, cache_dir=cache, base_url=server.url, hashes=hashes)
+    images_name, _ = data.MNIST_FILES["test"]
+    cached = cache / images_name
+    damaged = bytearray(cached.read_bytes())
+    damaged[len(damaged) // 2] ^= 0xFF  # bit rot, or a file edited by hand
+    cached.write_bytes(bytes(damaged))
+    before = len(server.requests)
+    x, _ = data.mnist("test", offline=False, cache_dir=cache, base_url=server.url, hashes=hashes)
+    assert server.requests[before:] == [images_name], "only the damaged file is downloaded again"
+    assert cached.read_bytes() == blobs[images_name]
+    assert torch.equal(x[:, 0], torch.tensor(arrays["test"][0], dtype=torch.float32) / 255)
+
+
 def test_interrupted_download_leaves_nothing_in_the_cache(server, fixtures, tmp_path):
     _, blobs = fixtures
     hashes = server.publish(blobs)
