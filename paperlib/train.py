@@ -79,14 +79,15 @@ def fit(model: nn.Module, loss_fn: Callable[[Tensor], Tensor], data: Tensor | tu
             for first in range(0, n, batch_size):
                 index = order[first:first + batch_size]
                 loss = loss_fn(*(t[index].to(device) for t in tensors))
-                if not torch.isfinite(loss):
+                value = loss.item()  # one synchronisation per step, for the guard and the log
+                if not math.isfinite(value):
                     raise FloatingPointError(
-                        f"loss became {loss.item()} at epoch {epoch + 1}, batch "
+                        f"loss became {value} at epoch {epoch + 1}, batch "
                         f"{first // batch_size + 1}: lower the learning rate or check the inputs")
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
-                total += loss.item() * len(index)
+                total += value * len(index)
                 bar.update()
             elapsed += time.perf_counter() - start
             history.loss.append(total / n)

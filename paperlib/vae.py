@@ -55,7 +55,8 @@ def log_normal(z: Tensor, mu: Tensor, logvar: Tensor) -> Tensor:
 def bernoulli_nll(logits: Tensor, x: Tensor) -> Tensor:
     """-log Bernoulli(x; sigmoid(logits)) per example: binary cross-entropy on logits."""
     _same_shape(logits=logits, x=x)
-    if x.min() < 0 or x.max() > 1:
+    low, high = torch.aminmax(x)  # one pass over the batch for both bounds
+    if low < 0 or high > 1:
         raise ValueError("x: a Bernoulli decoder needs targets in [0, 1]")
     # -log p(x|z) = -sum_i [x_i log y_i + (1 - x_i) log(1 - y_i)],  y = sigmoid(logits)
     return _per_example(F.binary_cross_entropy_with_logits(logits, x, reduction="none"))
