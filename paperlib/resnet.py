@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from paperlib.train import History, fit
+from paperlib.train import History, error_rate, fit  # error_rate: re-exported for the chapter
 
 WIDTHS = (16, 32, 64)  # filters in the three stages, on 32x32, 16x16 and 8x8 maps (section 4.2)
 
@@ -229,20 +229,6 @@ def gradient_norms(model: CifarResNet, x: Tensor, y: Tensor) -> dict[str, Tensor
     norms = torch.stack([g.norm() for g in grads]).detach()
     return {"input": norms[0], "activations": norms[1:1 + len(outputs)],
             "weights": norms[1 + len(outputs):]}
-
-
-@torch.no_grad()
-def error_rate(model: nn.Module, x: Tensor, y: Tensor, batch_size: int = 500) -> float:
-    """The fraction of ``x`` that ``model`` (in eval mode) misclassifies."""
-    if len(x) != len(y) or len(x) == 0:
-        raise ValueError(f"y: expected {len(x)} labels (one per image), got {len(y)}")
-    was_training = model.training
-    model.eval()
-    device = next(model.parameters()).device
-    wrong = sum((model(x[k:k + batch_size].to(device)).argmax(1).cpu() != y[k:k + batch_size])
-                .sum().item() for k in range(0, len(x), batch_size))
-    model.train(was_training)
-    return wrong / len(x)
 
 
 def train(model: nn.Module, x: Tensor, y: Tensor, epochs: int, batch_size: int = 128,

@@ -25,6 +25,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from paperlib.train import error_rate, fit, seed_everything  # error_rate: re-exported for the chapter
+
 # quick: the chapter on a CPU; paper: wider networks, full MNIST, longer training (use a GPU).
 # "steps" were calibrated once so that each model gets about the same wall-clock time
 # (see the chapter); the spatial-transformer versions cost more per step and get fewer.
@@ -284,24 +286,9 @@ def build(name: str, scale: dict) -> Classifier:
     return cnn(scale["channels"], stn=name.startswith("ST"), fused=scale["fused"])
 
 
-@torch.no_grad()
-def error_rate(model: nn.Module, images: Tensor, labels: Tensor, batch: int = 1000) -> float:
-    """The fraction of ``images`` the model misclassifies."""
-    if len(images) != len(labels) or len(images) == 0:
-        raise ValueError(f"labels: expected {len(images)} labels (one per image), "
-                         f"got {len(labels)}")
-    model.eval()
-    device = next(model.parameters()).device
-    wrong = sum((model(images[k:k + batch].to(device)).argmax(1).cpu() != labels[k:k + batch])
-                .sum().item() for k in range(0, len(images), batch))
-    return wrong / len(images)
-
-
 def train(name: str, scale: dict, images: Tensor, labels: Tensor, seed: int = 0,
           epochs: int | None = None, device: torch.device | str = "cpu") -> Classifier:
     """Build model ``name`` and fit it with Adam for ``scale["epochs"][name]`` epochs."""
-    from paperlib.train import fit, seed_everything
-
     generator = seed_everything(seed)
     model = build(name, scale).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=scale["lr"])

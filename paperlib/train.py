@@ -100,3 +100,17 @@ def fit(model: nn.Module, loss_fn: Callable[[Tensor], Tensor], data: Tensor | tu
                 break
     model.eval()
     return history
+
+
+@torch.no_grad()
+def error_rate(model: nn.Module, x: Tensor, y: Tensor, batch_size: int = 500) -> float:
+    """The fraction of ``x`` that the classifier ``model`` (in eval mode) misclassifies."""
+    if len(x) != len(y) or len(x) == 0:
+        raise ValueError(f"y: expected {len(x)} labels (one per image), got {len(y)}")
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    wrong = sum((model(x[k:k + batch_size].to(device)).argmax(1).cpu() != y[k:k + batch_size])
+                .sum().item() for k in range(0, len(x), batch_size))
+    model.train(was_training)
+    return wrong / len(x)
