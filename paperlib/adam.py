@@ -15,6 +15,8 @@ from collections.abc import Iterable
 import torch
 from torch import Tensor
 
+from paperlib._checks import positive_int
+
 
 def _check_betas(betas) -> tuple[float, float]:
     if not isinstance(betas, (tuple, list)) or len(betas) != 2:
@@ -157,8 +159,7 @@ def reddi_online(amsgrad: bool, steps: int = 3000, C: float = 3.0, lr: float = 0
 
     The defaults are their Theorem 1: beta1 = 0, beta2 = 1 / (1 + C^2), alpha_t = alpha / sqrt(t).
     """
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-        raise ValueError(f"steps: expected a positive integer, got {steps!r}")
+    positive_int("steps", steps)
     reddi_gradient(1, C)  # validates C
     betas = (0.0, 1.0 / (1.0 + C**2)) if betas is None else betas
     x = torch.tensor([float(x0)], dtype=torch.float64, requires_grad=True)

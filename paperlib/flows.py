@@ -18,7 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from paperlib.vae import VAE, _same_shape, bernoulli_nll, gaussian_nll, log_normal, reparameterize
+from paperlib._checks import positive_int, same_shape
+from paperlib.vae import VAE, bernoulli_nll, gaussian_nll, log_normal, reparameterize
 
 POTENTIALS = (1, 2, 3, 4)
 BOX = 4.0  # U2-U4 are normalisable only on a bounded region: the target lives on (-BOX, BOX)^2
@@ -161,8 +162,7 @@ class NormalizingFlow(nn.Module):
     def sample(self, n: int, generator: torch.Generator | None = None
                ) -> tuple[Tensor, Tensor, Tensor]:
         """(z_0, z_K, ln q_K(z_K)) for n draws z_0 ~ q_0."""
-        if not isinstance(n, int) or n < 1:
-            raise ValueError(f"n: expected a positive integer, got {n!r}")
+        positive_int("n", n)
         like = next(self.parameters(), torch.zeros(()))
         z0 = torch.randn(n, self.dim, generator=generator, dtype=like.dtype,
                          device=generator.device if generator is not None else like.device)
@@ -290,8 +290,7 @@ def fit_potential(k: int | str, K: int, steps: int, batch: int = 256, lr: float 
                   anneal_steps: int | None = None, seed: int = 0, wall: bool = True
                   ) -> NormalizingFlow:
     """Fit q_K to exp(-U_k) with Adam on the annealed free energy, for a fixed number of steps."""
-    if not isinstance(steps, int) or steps < 1:
-        raise ValueError(f"steps: expected a positive integer, got {steps!r}")
+    positive_int("steps", steps)
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)
     flow = NormalizingFlow(2, K)
@@ -314,7 +313,7 @@ def stack_forward(z: Tensor, u_hat: Tensor, w: Tensor, b: Tensor) -> tuple[Tenso
     with the log-determinants summed in one go at the end. Returns z_K [P, N, d] and the sum
     of log-determinants [P, N].
     """
-    _same_shape(u_hat=u_hat, w=w)  # a broadcast u_hat would give wrong flows without an error
+    same_shape(u_hat=u_hat, w=w)  # a broadcast u_hat would give wrong flows without an error
     wu = (w * u_hat).sum(-1)
     hs = []
     for k in range(u_hat.shape[1]):
@@ -349,8 +348,7 @@ def fit_potentials(pairs: list[tuple[int | str, int]], steps: int, batch: int = 
     them in one batch is the same as training them one by one, only faster. Shorter stacks are
     padded with identity layers (u_hat = 0). Returns one :class:`NormalizingFlow` per pair.
     """
-    if not isinstance(steps, int) or steps < 1:
-        raise ValueError(f"steps: expected a positive integer, got {steps!r}")
+    positive_int("steps", steps)
     if not pairs or any(K < 1 for _, K in pairs):
         raise ValueError(f"pairs: expected (k, K) pairs with K >= 1, got {pairs!r}")
     torch.manual_seed(seed)

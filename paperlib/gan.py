@@ -17,6 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from paperlib._checks import positive_int, same_shape
+
 LOSSES = ("minimax", "non_saturating")
 
 
@@ -28,13 +30,6 @@ def _tensor(name: str, value) -> Tensor:
     return value
 
 
-def _same_shape(**tensors: Tensor) -> None:
-    (name_a, a), (name_b, b) = tensors.items()
-    if a.shape != b.shape:
-        raise ValueError(f"{name_b}: expected the shape of {name_a} {tuple(a.shape)}, "
-                         f"got {tuple(b.shape)}")
-
-
 def _densities(**tensors) -> tuple[Tensor, ...]:
     out = []
     for name, value in tensors.items():
@@ -42,7 +37,7 @@ def _densities(**tensors) -> tuple[Tensor, ...]:
         if bool(torch.isnan(value).any()) or bool((value < 0).any()):
             raise ValueError(f"{name}: expected non-negative densities or probabilities")
         out.append(value)
-    _same_shape(**dict(zip(tensors, out)))
+    same_shape(**dict(zip(tensors, out)))
     return tuple(out)
 
 
@@ -144,17 +139,12 @@ class Maxout(nn.Module):
         super().__init__()
         for name, value in (("in_features", in_features), ("out_features", out_features),
                             ("pieces", pieces)):
-            _positive(name, value)
+            positive_int(name, value)
         self.out_features, self.pieces = out_features, pieces
         self.linear = nn.Linear(in_features, out_features * pieces)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.linear(x).view(*x.shape[:-1], self.out_features, self.pieces).amax(-1)
-
-
-def _positive(name: str, value) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name}: expected a positive integer, got {value!r}")
 
 
 class Generator(nn.Module):
@@ -164,7 +154,7 @@ class Generator(nn.Module):
                  sigmoid: bool = False):
         super().__init__()
         for name, value in (("z_dim", z_dim), ("x_dim", x_dim), *(("hidden", h) for h in hidden)):
-            _positive(name, value)
+            positive_int(name, value)
         self.z_dim = z_dim
         layers: list[nn.Module] = []
         width = z_dim
@@ -183,7 +173,7 @@ class Generator(nn.Module):
 
     def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
         """G(z) for n draws z ~ N(0, I)."""
-        _positive("n", n)
+        positive_int("n", n)
         device = next(self.parameters()).device
         z = torch.randn(n, self.z_dim, generator=generator,
                         device=generator.device if generator is not None else device)
@@ -201,7 +191,7 @@ class Discriminator(nn.Module):
                  dropout: float = 0.5, center: float = 0.0, scale: float = 1.0):
         super().__init__()
         for name, value in (("x_dim", x_dim), ("pieces", pieces), *(("hidden", h) for h in hidden)):
-            _positive(name, value)
+            positive_int(name, value)
         if not 0 <= dropout < 1:
             raise ValueError(f"dropout: expected a probability in [0, 1), got {dropout!r}")
         if not (isinstance(scale, (int, float)) and scale > 0):
@@ -248,7 +238,7 @@ def train_gan(G: Generator, D: Discriminator, real: Callable[[int], Tensor], ste
     ``real(n)`` draws n training examples. ``record(step)`` runs every ``every`` steps (and at the
     end) with both networks in evaluation mode; its results go to ``history.records``.
     """
-    _positive("steps", steps), _positive("batch_size", batch_size), _positive("k", k)
+    positive_int("steps", steps), positive_int("batch_size", batch_size), positive_int("k", k)
     if loss not in LOSSES:
         raise ValueError(f"loss: expected one of {LOSSES}, got {loss!r}")
     g_loss_fn = non_saturating_generator_loss if loss == "non_saturating" else minimax_generator_loss
@@ -282,7 +272,7 @@ def train_gan(G: Generator, D: Discriminator, real: Callable[[int], Tensor], ste
 def ring_of_gaussians(n: int, modes: int = 8, radius: float = 2.0, std: float = 0.02,
                       generator: torch.Generator | None = None) -> Tensor:
     """n points from an equal mixture of ``modes`` Gaussians on a circle (the usual 2-D GAN test)."""
-    _positive("n", n), _positive("modes", modes)
+    positive_int("n", n), positive_int("modes", modes)
     if not std > 0 or not radius > 0:
         raise ValueError(f"std, radius: expected positive values, got {std!r}, {radius!r}")
     which = torch.randint(modes, (n,), generator=generator)

@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from paperlib._checks import positive_int
 from paperlib.vae import bernoulli_nll
 
 
@@ -123,8 +124,7 @@ class MADE(nn.Module):
             raise ValueError(f"d: expected at least 2 inputs, got {d!r}")
         if not hidden_sizes or any(not isinstance(h, int) or h < 1 for h in hidden_sizes):
             raise ValueError(f"hidden_sizes: expected a non-empty list of positive ints, got {hidden_sizes!r}")
-        if not isinstance(num_masks, int) or num_masks < 1:
-            raise ValueError(f"num_masks: expected a positive integer, got {num_masks!r}")
+        positive_int("num_masks", num_masks)
         self.d, self.hidden_sizes, self.num_masks = d, list(hidden_sizes), num_masks
         self.natural_ordering, self.seed = natural_ordering, seed
         sizes = [d, *self.hidden_sizes, d]

@@ -6,6 +6,8 @@ import matplotlib.pyplot as plt
 import torch
 from torch import Tensor
 
+from paperlib._checks import positive_int
+
 
 def tile(images: Tensor, ncol: int, pad: int = 1) -> Tensor:
     """Arrange ``images`` (N x H x W, N x 1 x H x W, or N x H*W for square images) in a grid.
@@ -25,8 +27,7 @@ def tile(images: Tensor, ncol: int, pad: int = 1) -> Tensor:
         images = images[:, 0]
     if images.dim() != 3:
         raise ValueError(f"images: expected N x H x W, got shape {tuple(images.shape)}")
-    if not isinstance(ncol, int) or ncol < 1:
-        raise ValueError(f"ncol: expected a positive integer, got {ncol!r}")
+    positive_int("ncol", ncol)
     n, h, w = images.shape
     nrow = -(-n // ncol)
     canvas = torch.zeros(nrow * (h + pad) + pad, ncol * (w + pad) + pad)

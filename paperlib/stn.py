@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from paperlib._checks import positive_int
 from paperlib.train import error_rate, fit, seed_everything  # error_rate: re-exported for the chapter
 
 # quick: the chapter on a CPU; paper: wider networks, full MNIST, longer training (use a GPU).
@@ -49,8 +50,7 @@ def _check_tensor(name: str, value, dims: int) -> None:
 
 def normalised_coordinates(steps: int, align_corners: bool = False, **like) -> Tensor:
     """The normalised coordinate of the centre of each of ``steps`` pixels along one axis."""
-    if not isinstance(steps, int) or steps < 1:
-        raise ValueError(f"steps: expected a positive integer, got {steps!r}")
+    positive_int("steps", steps)
     j = torch.arange(steps, **like)
     if steps == 1:
         return torch.zeros(1, **like)
@@ -63,8 +63,7 @@ def normalised_coordinates(steps: int, align_corners: bool = False, **like) -> T
 
 def to_pixels(x_s: Tensor, steps: int, align_corners: bool = False) -> Tensor:
     """Normalised coordinates to pixel indices (0 .. steps - 1): the inverse of the map above."""
-    if not isinstance(steps, int) or steps < 1:
-        raise ValueError(f"steps: expected a positive integer, got {steps!r}")
+    positive_int("steps", steps)
     if align_corners:
         return (x_s + 1) * (steps - 1) / 2
     return ((x_s + 1) * steps - 1) / 2
@@ -193,8 +192,7 @@ class STN(nn.Module):
     def __init__(self, localisation: nn.Module, features: int, align_corners: bool = False,
                  fused: bool = False):
         super().__init__()
-        if not isinstance(features, int) or features < 1:
-            raise ValueError(f"features: expected a positive integer, got {features!r}")
+        positive_int("features", features)
         self.localisation = localisation
         self.regression = nn.Linear(features, 6)
         self.align_corners, self.fused = align_corners, fused
@@ -224,8 +222,7 @@ class STN(nn.Module):
 def localisation_fcn(width: int = 32, pixels: int = 28 * 28) -> nn.Module:
     """A small fully connected localisation network: two ReLU layers of ``width`` units."""
     for name, value in (("width", width), ("pixels", pixels)):
-        if not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name}: expected a positive integer, got {value!r}")
+        positive_int(name, value)
     return nn.Sequential(nn.Flatten(), nn.Linear(pixels, width), nn.ReLU(),
                          nn.Linear(width, width), nn.ReLU())
 
@@ -233,8 +230,7 @@ def localisation_fcn(width: int = 32, pixels: int = 28 * 28) -> nn.Module:
 def localisation_cnn(channels: int = 8, width: int = 32) -> nn.Module:
     """A small convolutional localisation network for 28 x 28 inputs (two 5x5 conv + pool)."""
     for name, value in (("channels", channels), ("width", width)):
-        if not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name}: expected a positive integer, got {value!r}")
+        positive_int(name, value)
     return nn.Sequential(nn.Conv2d(1, channels, 5), nn.MaxPool2d(2), nn.ReLU(),
                          nn.Conv2d(channels, channels, 5), nn.MaxPool2d(2), nn.ReLU(),
                          nn.Flatten(), nn.Linear(channels * 4 * 4, width), nn.ReLU())
@@ -260,8 +256,7 @@ class Classifier(nn.Module):
 
 def fcn(width: int = 128, stn: bool = False, fused: bool = False) -> Classifier:
     """The FCN baseline (two ReLU hidden layers of ``width``), or ST-FCN with ``stn=True``."""
-    if not isinstance(width, int) or width < 1:
-        raise ValueError(f"width: expected a positive integer, got {width!r}")
+    positive_int("width", width)
     body = nn.Sequential(nn.Flatten(), nn.Linear(28 * 28, width), nn.ReLU(),
                          nn.Linear(width, width), nn.ReLU(), nn.Linear(width, 10))
     return Classifier(body, STN(localisation_fcn(), 32, fused=fused) if stn else None)
@@ -269,8 +264,7 @@ def fcn(width: int = 128, stn: bool = False, fused: bool = False) -> Classifier:
 
 def cnn(channels: int = 8, stn: bool = False, fused: bool = False) -> Classifier:
     """The CNN baseline (9x9 and 7x7 convolutions, each with 2x2 max-pooling), or ST-CNN."""
-    if not isinstance(channels, int) or channels < 1:
-        raise ValueError(f"channels: expected a positive integer, got {channels!r}")
+    positive_int("channels", channels)
     body = nn.Sequential(nn.Conv2d(1, channels, 9, padding=4), nn.MaxPool2d(2), nn.ReLU(),
                          nn.Conv2d(channels, channels, 7, padding=3), nn.MaxPool2d(2), nn.ReLU(),
                          nn.Flatten(), nn.Linear(channels * 7 * 7, 10))

@@ -13,6 +13,8 @@ import torch
 from torch import Tensor, nn
 from tqdm import tqdm
 
+from paperlib._checks import positive_int
+
 
 def seed_everything(seed: int) -> torch.Generator:
     """Seed Python, NumPy and torch; return a torch generator seeded the same way."""
@@ -63,10 +65,8 @@ def fit(model: nn.Module, loss_fn: Callable[[Tensor], Tensor], data: Tensor | tu
     n = len(tensors[0])
     if any(len(t) != n for t in tensors):
         raise ValueError("data: all tensors must have the same first dimension")
-    if not isinstance(epochs, int) or epochs < 1:
-        raise ValueError(f"epochs: expected a positive integer, got {epochs!r}")
-    if not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size: expected a positive integer, got {batch_size!r}")
+    positive_int("epochs", epochs)
+    positive_int("batch_size", batch_size)
     device = next(model.parameters()).device
     history, elapsed = History(), 0.0
     steps = epochs * math.ceil(n / batch_size)

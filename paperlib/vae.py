@@ -14,14 +14,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from paperlib._checks import positive_int, same_shape
+
 LIKELIHOODS = ("bernoulli", "gaussian")
-
-
-def _same_shape(**tensors: Tensor) -> None:
-    (name_a, a), (name_b, b) = tensors.items()
-    if a.shape != b.shape:
-        raise ValueError(f"{name_b}: expected the shape of {name_a} {tuple(a.shape)}, "
-                         f"got {tuple(b.shape)}")
 
 
 def _per_example(values: Tensor) -> Tensor:
@@ -30,7 +25,7 @@ def _per_example(values: Tensor) -> Tensor:
 
 def reparameterize(mu: Tensor, logvar: Tensor, generator: torch.Generator | None = None) -> Tensor:
     """Draw z ~ N(mu, exp(logvar)) as a differentiable function of (mu, logvar)."""
-    _same_shape(mu=mu, logvar=logvar)
+    same_shape(mu=mu, logvar=logvar)
     # eps ~ N(0, I), drawn independently of the parameters (on the generator's device)
     where = generator.device if generator is not None else mu.device
     eps = torch.randn(mu.shape, generator=generator, dtype=mu.dtype, device=where).to(mu.device)
@@ -40,21 +35,21 @@ def reparameterize(mu: Tensor, logvar: Tensor, generator: torch.Generator | None
 
 def kl_normal(mu: Tensor, logvar: Tensor) -> Tensor:
     """KL(N(mu, diag(exp(logvar))) || N(0, I)), summed over the last dimension."""
-    _same_shape(mu=mu, logvar=logvar)
+    same_shape(mu=mu, logvar=logvar)
     # KL = 1/2 * sum_j (mu_j^2 + sigma_j^2 - log sigma_j^2 - 1)
     return 0.5 * (mu.pow(2) + logvar.exp() - logvar - 1).sum(dim=-1)
 
 
 def log_normal(z: Tensor, mu: Tensor, logvar: Tensor) -> Tensor:
     """log N(z; mu, diag(exp(logvar))), summed over the last dimension."""
-    _same_shape(mu=mu, logvar=logvar)
+    same_shape(mu=mu, logvar=logvar)
     # log N = -1/2 * sum_j (log 2 pi + log sigma_j^2 + (z_j - mu_j)^2 / sigma_j^2)
     return -0.5 * (math.log(2 * math.pi) + logvar + (z - mu).pow(2) / logvar.exp()).sum(dim=-1)
 
 
 def bernoulli_nll(logits: Tensor, x: Tensor) -> Tensor:
     """-log Bernoulli(x; sigmoid(logits)) per example: binary cross-entropy on logits."""
-    _same_shape(logits=logits, x=x)
+    same_shape(logits=logits, x=x)
     low, high = torch.aminmax(x)  # one pass over the batch for both bounds
     if low < 0 or high > 1:
         raise ValueError("x: a Bernoulli decoder needs targets in [0, 1]")
@@ -64,7 +59,7 @@ def bernoulli_nll(logits: Tensor, x: Tensor) -> Tensor:
 
 def gaussian_nll(mean: Tensor, x: Tensor, var: float = 1.0) -> Tensor:
     """-log N(x; mean, var * I) per example, for a decoder with fixed variance ``var``."""
-    _same_shape(mean=mean, x=x)
+    same_shape(mean=mean, x=x)
     if not var > 0:
         raise ValueError(f"var: expected a positive decoder variance, got {var}")
     # -log p(x|z) = 1/(2 var) * sum_i (x_i - mean_i)^2 + N/2 * log(2 pi var)
@@ -92,7 +87,7 @@ def elbo(x: Tensor, decoded: Tensor, mu: Tensor, logvar: Tensor, z: Tensor | Non
     elif kl == "mc":
         if z is None:
             raise ValueError("z: a Monte Carlo KL needs the sample z that was decoded")
-        _same_shape(mu=mu, z=z)
+        same_shape(mu=mu, z=z)
         # KL ~ log q(z|x) - log p(z),  z ~ q(z|x)
         divergence = log_normal(z, mu, logvar) - log_normal(z, torch.zeros_like(z),
                                                              torch.zeros_like(z))
@@ -125,8 +120,7 @@ class VAE(_Encoder, nn.Module):
                  likelihood: str = "bernoulli", var: float = 1.0):
         super().__init__()
         for name, value in (("x_dim", x_dim), ("hidden", hidden), ("z_dim", z_dim)):
-            if not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name}: expected a positive integer, got {value!r}")
+            positive_int(name, value)
         if likelihood not in LIKELIHOODS:
             raise ValueError(f"likelihood: expected one of {LIKELIHOODS}, got {likelihood!r}")
         if not var > 0:
@@ -167,8 +161,7 @@ class VAE(_Encoder, nn.Module):
         log p(x) ~ log (1/K) sum_k p(x, z_k) / q(z_k|x), z_k ~ q(z|x): a lower bound in
         expectation that tightens as K grows (Burda et al., 2016); K = 1 is the ELBO.
         """
-        if not isinstance(samples, int) or samples < 1:
-            raise ValueError(f"samples: expected a positive integer, got {samples!r}")
+        positive_int("samples", samples)
         flat = self._flat(x)
         mu, logvar = self.encode(flat)
         weights = []
@@ -229,7 +222,7 @@ def beta_vae_loss(logits: Tensor, x: Tensor, mu: Tensor, logvar: Tensor, beta: f
     ``logits`` are the Bernoulli decoder's outputs at one sample z ~ q(z|x); beta = 1 is the VAE.
     """
     beta = _check_weight("beta", beta)
-    _same_shape(mu=mu, logvar=logvar)
+    same_shape(mu=mu, logvar=logvar)
     # L = 1/B sum_n [ -log p(x_n | z_n) + beta * KL(q(z | x_n) || p(z)) ]
     return (bernoulli_nll(logits, x) + beta * kl_normal(mu, logvar)).mean()
 
@@ -242,7 +235,7 @@ def capacity_loss(logits: Tensor, x: Tensor, mu: Tensor, logvar: Tensor, gamma: 
     average information the latents carry, not each example's.
     """
     gamma, C = _check_weight("gamma", gamma), _check_weight("C", C)
-    _same_shape(mu=mu, logvar=logvar)
+    same_shape(mu=mu, logvar=logvar)
     # L = 1/B sum_n -log p(x_n | z_n) + gamma * | 1/B sum_n KL(q(z | x_n) || p(z)) - C |
     return bernoulli_nll(logits, x).mean() + gamma * (kl_normal(mu, logvar).mean() - C).abs()
 
@@ -252,8 +245,7 @@ def capacity_schedule(step: int, C_max: float = 25.0, steps: int = 100_000) -> f
     C_max = _check_weight("C_max", C_max)
     if isinstance(step, bool) or not isinstance(step, int) or step < 0:
         raise ValueError(f"step: expected a non-negative integer, got {step!r}")
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-        raise ValueError(f"steps: expected a positive integer, got {steps!r}")
+    positive_int("steps", steps)
     # C(t) = C_max * min(t / T, 1)
     return C_max * min(step / steps, 1.0)
 
@@ -283,8 +275,7 @@ class ConvVAE(_Encoder, nn.Module):
                 or image_size & (image_size - 1)):
             raise ValueError(f"image_size: expected a power of two >= 8, got {image_size!r}")
         for name, value in (("z_dim", z_dim), ("channels", channels), ("hidden", hidden)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name}: expected a positive integer, got {value!r}")
+            positive_int(name, value)
         self.image_size, self.z_dim = image_size, z_dim
         layers = int(math.log2(image_size // 4))
         encoder: list[nn.Module] = []

@@ -24,7 +24,7 @@ from matplotlib.figure import Figure
 from torch import nn
 
 import paperlib
-from paperlib import adam, data, flows, gan, made, plot, proofs, resnet, stn, train, vae
+from paperlib import _checks, adam, data, flows, gan, made, plot, proofs, resnet, stn, train, vae
 
 NAN = float("nan")
 LONG = dict(dtype=torch.long)
@@ -50,6 +50,10 @@ def bad(name: str, call, exc: type[Exception], match: str):
 
 
 BAD_INPUTS = [
+    # _checks: the shared checks themselves
+    bad("_checks.positive_int", lambda: _checks.positive_int("width", True), ValueError, r"^width\b"),
+    bad("_checks.same_shape", lambda: _checks.same_shape(mu=X, logvar=X[:, :1]),
+        ValueError, r"^logvar\b"),
     # adam
     bad("adam.bias_correction", lambda: adam.bias_correction(1.0, t=3), ValueError, r"^beta\b"),
     bad("adam.step_size", lambda: adam.step_size(-1e-3, (0.9, 0.999), 1), ValueError, r"^lr\b"),
