@@ -27,12 +27,6 @@ def _check_betas(betas) -> tuple[float, float]:
     return float(betas[0]), float(betas[1])
 
 
-def _check_step(t) -> int:
-    if isinstance(t, bool) or not isinstance(t, int) or t < 1:
-        raise ValueError(f"t: expected a step number t >= 1 (an integer), got {t!r}")
-    return t
-
-
 def _check_nonnegative(name: str, value) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
         raise ValueError(f"{name}: expected a non-negative number, got {value!r}")
@@ -43,7 +37,7 @@ def bias_correction(beta: float, t: int) -> float:
     """The factor 1 - beta^t by which an average started at zero underestimates its target."""
     if isinstance(beta, bool) or not isinstance(beta, (int, float)) or not 0.0 <= beta < 1.0:
         raise ValueError(f"beta: expected a decay rate in [0, 1), got {beta!r}")
-    t = _check_step(t)
+    t = positive_int("t", t)
     # E[m_t] = (1 - beta^t) E[g] for a stationary g, with m_0 = 0
     return 1.0 - beta**t
 
@@ -84,7 +78,7 @@ def reddi_gradient(t: int, C: float = 3.0) -> float:
 
     On the feasible set [-1, 1] the average loss (C - 2) x / 3 is minimised at x = -1 when C > 2.
     """
-    t = _check_step(t)
+    t = positive_int("t", t)
     if isinstance(C, bool) or not isinstance(C, (int, float)) or not C > 2:
         raise ValueError(f"C: expected a number C > 2 (so that x = -1 is optimal), got {C!r}")
     # f_t(x) = C x for t mod 3 = 1, and -x otherwise
@@ -102,10 +96,7 @@ class Adam(torch.optim.Optimizer):
     def __init__(self, params: Iterable[Tensor] | Iterable[dict], lr: float = 1e-3,
                  betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
                  amsgrad: bool = False, bias_correction: bool = True):
-        if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not lr >= 0:
-            raise ValueError(f"lr: expected a non-negative learning rate, got {lr!r}")
-        if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not eps >= 0:
-            raise ValueError(f"eps: expected a non-negative epsilon, got {eps!r}")
+        lr, eps = _check_nonnegative("lr", lr), _check_nonnegative("eps", eps)
         betas = _check_betas(betas)
         defaults = dict(lr=lr, betas=betas, eps=eps, amsgrad=bool(amsgrad),
                         bias_correction=bool(bias_correction))

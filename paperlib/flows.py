@@ -100,8 +100,7 @@ class PlanarFlow(nn.Module):
 
     def __init__(self, dim: int, init_scale: float = 0.1):
         super().__init__()
-        if not isinstance(dim, int) or isinstance(dim, bool) or dim < 1:
-            raise ValueError(f"dim: expected a positive integer, got {dim!r}")
+        positive_int("dim", dim)
         if not init_scale >= 0:
             raise ValueError(f"init_scale: expected a non-negative number, got {init_scale!r}")
         self.dim = dim
@@ -131,8 +130,7 @@ class NormalizingFlow(nn.Module):
         super().__init__()
         if not isinstance(K, int) or isinstance(K, bool) or K < 0:
             raise ValueError(f"K: expected a non-negative integer number of flows, got {K!r}")
-        if not isinstance(dim, int) or isinstance(dim, bool) or dim < 1:
-            raise ValueError(f"dim: expected a positive integer, got {dim!r}")
+        positive_int("dim", dim)
         self.dim = dim
         self.flows = nn.ModuleList(PlanarFlow(dim, init_scale) for _ in range(K))
 
@@ -286,26 +284,6 @@ def kl_box(flow: NormalizingFlow, k: int | str, n: int = 10_000, box: float = BO
     return kl, 1.0 - mass
 
 
-def fit_potential(k: int | str, K: int, steps: int, batch: int = 256, lr: float = 3e-2,
-                  anneal_steps: int | None = None, seed: int = 0, wall: bool = True
-                  ) -> NormalizingFlow:
-    """Fit q_K to exp(-U_k) with Adam on the annealed free energy, for a fixed number of steps."""
-    positive_int("steps", steps)
-    torch.manual_seed(seed)
-    generator = torch.Generator().manual_seed(seed)
-    flow = NormalizingFlow(2, K)
-    if K == 0:
-        return flow
-    anneal = anneal_steps if anneal_steps is not None else max(1, steps // 2)
-    optimizer = torch.optim.Adam(flow.parameters(), lr=lr)
-    for t in range(steps):
-        loss = free_energy(flow, k, batch, annealed_beta(t, anneal), generator, wall)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-    return flow.eval()
-
-
 def stack_forward(z: Tensor, u_hat: Tensor, w: Tensor, b: Tensor) -> tuple[Tensor, Tensor]:
     """P independent stacks of K planar flows at once: z [P, N, d], u_hat and w [P, K, d], b [P, K].
 
@@ -433,9 +411,6 @@ class FlowVAE(VAE):
         # -F(x) = ln p(x|z_K) + ln p(z_K) - ln q_K(z_K|x)
         return log_px_z + log_normal(zK, zero, zero) - log_qK
 
-    def loss(self, x: Tensor) -> Tensor:
-        """Mean over the batch of F(x), the flow free energy (the negative ELBO)."""
-        return -self.elbo(x).mean()
 
 
 # Experiment sizes. "quick": a fixed number of Adam steps per Fig. 3 fit that keeps the chapter

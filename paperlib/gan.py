@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from paperlib._checks import positive_int, same_shape
+from paperlib.train import finite_loss
 
 LOSSES = ("minimax", "non_saturating")
 
@@ -251,17 +252,17 @@ def train_gan(G: Generator, D: Discriminator, real: Callable[[int], Tensor], ste
             with torch.no_grad():
                 fake = G.sample(batch_size, generator)
             d_loss = discriminator_loss(D(real(batch_size)), D(fake))
+            d_value = finite_loss(d_loss, f"step {step} (discriminator)")
             opt_d.zero_grad(set_to_none=True)
             d_loss.backward()
             opt_d.step()
         g_loss = g_loss_fn(D(G.sample(batch_size, generator)))
+        g_value = finite_loss(g_loss, f"step {step} (generator)")
         opt_g.zero_grad(set_to_none=True)
         g_loss.backward()
         opt_g.step()
-        if not (torch.isfinite(d_loss) and torch.isfinite(g_loss)):
-            raise FloatingPointError(f"a loss became non-finite at step {step}: lower lr")
-        history.d_loss.append(d_loss.item())
-        history.g_loss.append(g_loss.item())
+        history.d_loss.append(d_value)
+        history.g_loss.append(g_value)
         if record is not None and every and (step % every == 0 or step == steps):
             G.eval(), D.eval()
             history.records.append(record(step))

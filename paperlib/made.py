@@ -37,8 +37,7 @@ def hidden_degrees(previous: Tensor, size: int, d: int,
                    generator: torch.Generator | None = None) -> Tensor:
     """Degrees of a hidden layer, uniform on {min(previous), ..., D - 1} (the paper's eq. 13)."""
     previous = _degrees("previous", previous)
-    if not isinstance(size, int) or size < 1:
-        raise ValueError(f"size: expected a positive number of hidden units, got {size!r}")
+    positive_int("size", size)
     if not isinstance(d, int) or d < 2:
         raise ValueError(f"d: expected at least 2 inputs (hidden degrees live in 1..d-1), got {d!r}")
     low = min(int(previous.min()), d - 1)
@@ -132,6 +131,7 @@ class MADE(nn.Module):
         self.direct = MaskedLinear(d, d, bias=False) if direct else None
         self.register_buffer("ordering", torch.arange(d))
         self.mask_index = -1
+        self._drawn: dict[int, tuple[list[Tensor], list[Tensor]]] = {}  # index -> draw_masks(index)
         self.update_masks()
 
     def draw_masks(self, index: int) -> tuple[list[Tensor], list[Tensor]]:
@@ -151,9 +151,11 @@ class MADE(nn.Module):
         index = (self.mask_index + 1) % self.num_masks if index is None else index
         if not isinstance(index, int) or not 0 <= index < self.num_masks:
             raise ValueError(f"index: expected 0 <= index < {self.num_masks}, got {index!r}")
-        if index == self.mask_index:
-            return
-        degrees, masks = self.draw_masks(index)
+        # Always copy, even for the current index: load_state_dict may have replaced the masks.
+        # The draws are cached: order-agnostic training switches mask every step.
+        if index not in self._drawn:
+            self._drawn[index] = self.draw_masks(index)
+        degrees, masks = self._drawn[index]
         ordering = degrees[0] - 1
         self.ordering.copy_(ordering)
         for layer, mask in zip(self.layers, masks):
@@ -195,8 +197,7 @@ class MADE(nn.Module):
     @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
         """``n`` draws from the current mask's distribution: D passes, one per position in the order."""
-        if not isinstance(n, int) or n < 1:
-            raise ValueError(f"n: expected a positive number of samples, got {n!r}")
+        positive_int("n", n)
         device = self.ordering.device
         x = torch.zeros(n, self.d, device=device, dtype=self.layers[0].weight.dtype)
         for i in torch.argsort(self.ordering).tolist():

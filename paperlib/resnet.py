@@ -25,8 +25,8 @@ WIDTHS = (16, 32, 64)  # filters in the three stages, on 32x32, 16x16 and 8x8 ma
 # momentum 0.9, weight decay 1e-4, batch 128, lr 0.1 divided by 10 at 1/2 and 3/4 of training,
 # 64k iterations), on full MNIST since paperlib ships no CIFAR-10 loader.
 SCALES = {
-    "quick": {"depths": (8, 20, 56), "data": "digits", "epochs": 17, "batch_size": 128,
-              "lr": 0.1, "momentum": 0.9, "weight_decay": 1e-4, "milestones": ()},
+    "quick": {"depths": (8, 20, 56), "data": "digits", "epochs": 4, "batch_size": 32,
+              "lr": 0.1, "momentum": 0.0, "weight_decay": 1e-4, "milestones": ()},
     "paper": {"depths": (20, 32, 44, 56, 110), "data": "mnist", "epochs": 137, "batch_size": 128,
               "lr": 0.1, "momentum": 0.9, "weight_decay": 1e-4, "milestones": (68, 103)},
 }

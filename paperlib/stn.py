@@ -25,11 +25,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from paperlib import data
 from paperlib._checks import positive_int
 from paperlib.train import error_rate, fit, seed_everything  # error_rate: re-exported for the chapter
 
 # quick: the chapter on a CPU; paper: wider networks, full MNIST, longer training (use a GPU).
-# "steps" were calibrated once so that each model gets about the same wall-clock time
+# "epochs" were calibrated once so that each model gets about the same wall-clock time
 # (see the chapter); the spatial-transformer versions cost more per step and get fewer.
 SCALES = {
     "quick": dict(offline=True, width=128, channels=8, batch_size=128, lr=3e-3, fused=True,
@@ -169,8 +170,6 @@ def rotated_mnist(split: str = "train", max_degrees: float = 90.0, seed: int = 0
     Table 1's "R" column uses +-90 degrees. Returns ``(images, labels, degrees)``; the angles
     come from ``seed`` and are the same on every machine.
     """
-    from paperlib import data  # imported here: no work at import
-
     if not 0 <= max_degrees <= 180:
         raise ValueError(f"max_degrees: expected a value in [0, 180], got {max_degrees}")
     images, labels = data.mnist(split, offline=offline)
@@ -281,11 +280,11 @@ def build(name: str, scale: dict) -> Classifier:
 
 
 def train(name: str, scale: dict, images: Tensor, labels: Tensor, seed: int = 0,
-          epochs: int | None = None, device: torch.device | str = "cpu") -> Classifier:
+          device: torch.device | str = "cpu") -> Classifier:
     """Build model ``name`` and fit it with Adam for ``scale["epochs"][name]`` epochs."""
     generator = seed_everything(seed)
     model = build(name, scale).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=scale["lr"])
-    fit(model, model.loss, (images, labels), optimizer, epochs or scale["epochs"][name],
+    fit(model, model.loss, (images, labels), optimizer, scale["epochs"][name],
         scale["batch_size"], generator, progress=False)
     return model

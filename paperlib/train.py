@@ -49,6 +49,18 @@ class History:
     seconds: list[float] = field(default_factory=list)
 
 
+def finite_loss(loss: Tensor, where: str) -> float:
+    """The loss as a float (one synchronisation), or FloatingPointError if it is NaN or infinite.
+
+    Call it before ``backward``: the parameters are still finite when it raises.
+    """
+    value = loss.item()
+    if not math.isfinite(value):
+        raise FloatingPointError(f"loss became {value} at {where}: lower the learning rate or "
+                                 "check the inputs")
+    return value
+
+
 def fit(model: nn.Module, loss_fn: Callable[[Tensor], Tensor], data: Tensor | tuple[Tensor, ...],
         optimizer: torch.optim.Optimizer, epochs: int, batch_size: int = 100,
         generator: torch.Generator | None = None, max_seconds: float | None = None,
@@ -79,11 +91,7 @@ def fit(model: nn.Module, loss_fn: Callable[[Tensor], Tensor], data: Tensor | tu
             for first in range(0, n, batch_size):
                 index = order[first:first + batch_size]
                 loss = loss_fn(*(t[index].to(device) for t in tensors))
-                value = loss.item()  # one synchronisation per step, for the guard and the log
-                if not math.isfinite(value):
-                    raise FloatingPointError(
-                        f"loss became {value} at epoch {epoch + 1}, batch "
-                        f"{first // batch_size + 1}: lower the learning rate or check the inputs")
+                value = finite_loss(loss, f"epoch {epoch + 1}, batch {first // batch_size + 1}")
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
@@ -105,12 +113,17 @@ def fit(model: nn.Module, loss_fn: Callable[[Tensor], Tensor], data: Tensor | tu
 @torch.no_grad()
 def error_rate(model: nn.Module, x: Tensor, y: Tensor, batch_size: int = 500) -> float:
     """The fraction of ``x`` that the classifier ``model`` (in eval mode) misclassifies."""
-    if len(x) != len(y) or len(x) == 0:
-        raise ValueError(f"y: expected {len(x)} labels (one per image), got {len(y)}")
+    if len(x) == 0:
+        raise ValueError("x: expected at least one example")
+    if len(x) != len(y):
+        raise ValueError(f"y: expected {len(x)} labels (one per example), got {len(y)}")
+    positive_int("batch_size", batch_size)
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
-    wrong = sum((model(x[k:k + batch_size].to(device)).argmax(1).cpu() != y[k:k + batch_size])
-                .sum().item() for k in range(0, len(x), batch_size))
-    model.train(was_training)
+    try:
+        wrong = sum((model(x[k:k + batch_size].to(device)).argmax(1).cpu() != y[k:k + batch_size])
+                    .sum().item() for k in range(0, len(x), batch_size))
+    finally:
+        model.train(was_training)
     return wrong / len(x)

@@ -222,7 +222,6 @@ def beta_vae_loss(logits: Tensor, x: Tensor, mu: Tensor, logvar: Tensor, beta: f
     ``logits`` are the Bernoulli decoder's outputs at one sample z ~ q(z|x); beta = 1 is the VAE.
     """
     beta = _check_weight("beta", beta)
-    same_shape(mu=mu, logvar=logvar)
     # L = 1/B sum_n [ -log p(x_n | z_n) + beta * KL(q(z | x_n) || p(z)) ]
     return (bernoulli_nll(logits, x) + beta * kl_normal(mu, logvar)).mean()
 
@@ -235,7 +234,6 @@ def capacity_loss(logits: Tensor, x: Tensor, mu: Tensor, logvar: Tensor, gamma: 
     average information the latents carry, not each example's.
     """
     gamma, C = _check_weight("gamma", gamma), _check_weight("C", C)
-    same_shape(mu=mu, logvar=logvar)
     # L = 1/B sum_n -log p(x_n | z_n) + gamma * | 1/B sum_n KL(q(z | x_n) || p(z)) - C |
     return bernoulli_nll(logits, x).mean() + gamma * (kl_normal(mu, logvar).mean() - C).abs()
 

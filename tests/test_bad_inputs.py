@@ -86,7 +86,6 @@ BAD_INPUTS = [
         ValueError, r"^beta\b"),
     bad("flows.kl_box", lambda: flows.kl_box(flows.NormalizingFlow(2, 1), 1, box=-1.0),
         ValueError, r"^box\b"),
-    bad("flows.fit_potential", lambda: flows.fit_potential(1, 2, steps=0), ValueError, r"^steps\b"),
     bad("flows.stack_forward",  # u_hat and w of P=1 stack, K=3 flows, but w has d=1, u_hat d=2
         lambda: flows.stack_forward(torch.zeros(1, 4, 2), torch.zeros(1, 3, 2),
                                     torch.zeros(1, 3, 1), torch.zeros(1, 3)), ValueError, r"^w\b"),
@@ -193,6 +192,8 @@ BAD_INPUTS = [
     bad("train.seed_everything", lambda: train.seed_everything(-1), ValueError, r"^seed\b"),
     bad("train.pick_device", lambda: train.pick_device("gpu"), ValueError, r"^prefer\b"),
     bad("train.fit", lambda: tiny_fit_call(epochs=0), ValueError, r"^epochs\b"),
+    bad("train.finite_loss", lambda: train.finite_loss(torch.tensor(NAN), "step 3"),
+        FloatingPointError, r"^loss became nan at step 3\b"),
     bad("train.error_rate", lambda: train.error_rate(nn.Linear(2, 2), X, torch.zeros(3, **LONG)),
         ValueError, r"^y\b"),
     # vae

@@ -11,8 +11,8 @@ nbval already runs every notebook top to bottom (with paperlib on PYTHONPATH), s
 a second time here would double the test time for little. What only this test can catch is a
 paperlib that imports from the checkout but not once pip-installed (a module left out of the
 package, a dependency missing from pyproject.toml). So the VAE chapter runs in full, and every other
-chapter runs its bootstrap, parameters, setup and proof cells and imports every paperlib module it
-names. PAPERLIB_COLAB_FULL=1 runs every chapter in full.
+chapter runs its bootstrap, parameters and setup cells and imports every paperlib module it
+names (its proof cells run in tests/test_chapter_proofs.py). PAPERLIB_COLAB_FULL=1 runs every chapter in full.
 """
 
 from __future__ import annotations
@@ -94,7 +94,7 @@ POSTCHECK = _code(
 
 
 FULL_RUN = {"vae.ipynb"}
-KEEP_TAGS = {"parameters", "setup", "proof"}
+KEEP_TAGS = {"parameters", "setup"}  # proof cells: tests/test_chapter_proofs.py
 
 
 def _cells_to_run(nb: nbformat.NotebookNode, name: str) -> list:

@@ -197,3 +197,12 @@ def test_derive_it_yourself_checkers_reject_plausible_wrong_answers(capsys):
     assert check_answer("-2*log(2)", c_at_equal)
     assert not check_answer("-log(2)", c_at_equal)
     assert "Not quite" in capsys.readouterr().out
+
+
+def test_a_non_finite_loss_stops_training_before_any_weight_is_updated():
+    G, D = gan.Generator(2, 1, (4,)), gan.Discriminator(1, (4,))
+    before = [p.detach().clone() for p in (*G.parameters(), *D.parameters())]
+    with pytest.raises(FloatingPointError, match=r"step 1 \(discriminator\)"):
+        gan.train_gan(G, D, lambda n: torch.full((n, 1), float("nan")), steps=3, batch_size=4)
+    after = [p.detach() for p in (*G.parameters(), *D.parameters())]
+    assert all(torch.equal(a, b) for a, b in zip(before, after)), "an optimiser step ran on a NaN loss"

@@ -266,3 +266,18 @@ def test_the_chapter_exercise_checkers_reject_plausible_wrong_answers():
     assert check_answer("2**D * p**D", copying)
     assert not check_answer("p**D", copying)                    # one input, not all 2^D
     assert not check_answer("1", copying)                       # "it is a distribution"
+
+
+def test_update_masks_restores_the_mask_after_load_state_dict():
+    # the state dict carries the masks; mask_index does not. Loading a state saved under another
+    # mask and then asking for the current index must still install that index's masks.
+    model = MADE(6, [16], num_masks=3, seed=0)
+    model.update_masks(1)
+    saved = {k: v.clone() for k, v in model.state_dict().items()}
+    model.update_masks(0)
+    model.load_state_dict(saved)          # the masks of draw 1, while mask_index says 0
+    model.update_masks(0)
+    _, masks = model.draw_masks(0)
+    for layer, mask in zip(model.layers, masks):
+        assert torch.equal(layer.mask, mask)
+    assert torch.equal(model.ordering + 1, model.draw_masks(0)[0][0])
