@@ -11,7 +11,7 @@ WITH_PAPERLIB := PYTHONPATH=$(CURDIR)
 HTML    := _build/html
 TIMEOUT := 900
 
-.PHONY: book test proofs bench clean
+.PHONY: book test proofs bench claims portability clean
 
 $(VENV)/.installed: requirements.txt
 	test -x $(BIN)/python || python3 -m venv $(VENV)
@@ -38,6 +38,15 @@ proofs: $(VENV)/.installed
 # Timings and throughput (bench/bench.py says what); writes bench/results.json. Runs make test.
 bench: $(VENV)/.installed
 	$(WITH_PAPERLIB) $(BIN)/python bench/bench.py $(BENCH_ARGS)
+
+# Another CPU, simulated: every chapter re-executed under other numerics (scripts/cpu_settings.py)
+# and compared with its committed outputs by nbval. CI runs it after `make test`.
+portability: $(VENV)/.installed
+	$(BIN)/python scripts/portability.py $(PORTABILITY_ARGS)
+
+# Every asserted claim on seeds 0-2, with its margin (bench/claims.py); part of `make bench`.
+claims: $(VENV)/.installed
+	$(WITH_PAPERLIB) $(BIN)/python bench/claims.py $(CLAIMS_ARGS)
 
 clean:
 	rm -rf _build
