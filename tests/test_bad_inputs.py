@@ -24,7 +24,7 @@ from matplotlib.figure import Figure
 from torch import nn
 
 import paperlib
-from paperlib import _checks, adam, data, flows, gan, made, plot, proofs, resnet, stn, train, vae
+from paperlib import _checks, adam, claims, data, flows, gan, made, plot, proofs, resnet, stn, train, vae
 
 NAN = float("nan")
 LONG = dict(dtype=torch.long)
@@ -54,6 +54,8 @@ BAD_INPUTS = [
     bad("_checks.positive_int", lambda: _checks.positive_int("width", True), ValueError, r"^width\b"),
     bad("_checks.same_shape", lambda: _checks.same_shape(mu=X, logvar=X[:, :1]),
         ValueError, r"^logvar\b"),
+    # claims
+    bad("claims.claim", lambda: claims.claim("A beats B", NAN, at_least=0.0), ValueError, r"^value\b"),
     # adam
     bad("adam.bias_correction", lambda: adam.bias_correction(1.0, t=3), ValueError, r"^beta\b"),
     bad("adam.step_size", lambda: adam.step_size(-1e-3, (0.9, 0.999), 1), ValueError, r"^lr\b"),
@@ -228,6 +230,7 @@ EXEMPT = {
                                     "valid input",
     "gan.GANHistory": "a dataclass of recorded losses that train_gan fills, not user input",
     "train.History": "a dataclass of recorded losses that fit fills, not user input",
+    "claims.ClaimError": "an exception class: raised by claim, not called by readers",
     "proofs.StepError": "an exception class: raised by Derivation.check, not called by readers",
 }
 
