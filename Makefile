@@ -35,9 +35,11 @@ test: $(VENV)/.installed
 proofs: $(VENV)/.installed
 	$(WITH_PAPERLIB) $(BIN)/pytest tests/test_proofs.py tests/test_chapter_proofs.py --timeout=$(TIMEOUT)
 
-# Timings and throughput (bench/bench.py says what); writes bench/results.json. Runs make test.
+# Timings and throughput (bench/bench.py says what; writes bench/results.json; runs make test), then
+# every asserted claim on seeds 0-2 with its margin (bench/claims.py; bench/claims.md).
 bench: $(VENV)/.installed
 	$(WITH_PAPERLIB) $(BIN)/python bench/bench.py $(BENCH_ARGS)
+	$(WITH_PAPERLIB) $(BIN)/python bench/claims.py $(CLAIMS_ARGS)
 
 # Another CPU, simulated: every chapter re-executed under other numerics (scripts/cpu_settings.py)
 # and compared with its committed outputs by nbval. CI runs it after `make test`.
