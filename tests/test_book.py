@@ -130,3 +130,44 @@ def test_static_folder_holds_no_scripts(repo: Path) -> None:
                                      "README.md", "**.ipynb_checkpoints"])
 def test_config_excludes_non_book_files(book_config: dict, pattern: str) -> None:
     assert pattern in book_config["exclude_patterns"]
+
+
+# --- orientation: numbering, favicon, header buttons, no test plumbing on the page
+
+CAPTION_NUMBER = re.compile(r'<span class="caption-number">\s*([A-Za-z.]+)\s+([\d.]+?)\.?\s*</span>')
+
+
+def _visible_text(html: str) -> str:
+    html = re.sub(r"(?s)<(script|style)\b.*?</\1>", " ", html)
+    return re.sub(r"<[^>]+>", " ", html)
+
+
+def test_chapters_are_numbered_in_reading_order_and_so_is_everything_in_them(
+        built_book, toc_chapters: list[Path]) -> None:
+    """Chapter k is numbered k, and its theorems, lemmas, exercises and figures k.1, k.2, ...
+    (as in d2l), so "Theorem 2" can never be ambiguous between chapters."""
+    for k, chapter in enumerate(toc_chapters, start=1):
+        page = (built_book.html / chapter.with_suffix(".html")).read_text(encoding="utf-8")
+        heading = re.search(r'<h1>\s*<span class="section-number">([^<]*)</span>', page)
+        assert heading and heading.group(1).strip() == f"{k}.", f"{chapter}: h1 is not numbered {k}."
+        numbered = CAPTION_NUMBER.findall(page)
+        assert numbered, f"{chapter}: no numbered theorem, lemma or exercise found"
+        wrong = [f"{kind} {n}" for kind, n in numbered if not re.fullmatch(rf"{k}\.\d+", n)]
+        assert not wrong, f"{chapter}: numbers without the chapter prefix {k}.: {wrong}"
+
+
+def test_every_page_has_a_favicon_and_the_edit_and_issue_buttons(built_book,
+                                                                  toc_chapters: list[Path]) -> None:
+    assert (built_book.html / "_static" / "favicon.svg").exists()
+    for chapter in toc_chapters:
+        page = (built_book.html / chapter.with_suffix(".html")).read_text(encoding="utf-8")
+        assert re.search(r'<link rel="icon" href="[^"]*favicon\.svg"', page), chapter
+        assert "/edit/main/" in page and "/issues/new" in page, f"{chapter}: edit/issue buttons missing"
+
+
+def test_no_page_shows_test_plumbing(built_book) -> None:
+    for page in sorted(built_book.html.rglob("*.html")):
+        if "_static" in page.parts or "_sources" in page.parts:
+            continue
+        text = _visible_text(page.read_text(encoding="utf-8"))
+        assert "NBVAL" not in text, f"{page.relative_to(built_book.html)} shows an nbval marker"
