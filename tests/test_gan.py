@@ -206,3 +206,32 @@ def test_a_non_finite_loss_stops_training_before_any_weight_is_updated():
         gan.train_gan(G, D, lambda n: torch.full((n, 1), float("nan")), steps=3, batch_size=4)
     after = [p.detach() for p in (*G.parameters(), *D.parameters())]
     assert all(torch.equal(a, b) for a, b in zip(before, after)), "an optimiser step ran on a NaN loss"
+
+
+def test_lagrangian_constraints_force_e_lambda_one_half():
+    """Stationarity a_i = e^l (a_i + b_i), b_i = e^m (a_i + b_i) plus sum a = sum b = 1 leave no choice."""
+    a1, a2, b1, b2, b3 = sp.symbols("a1 a2 b1 b2 b3", positive=True)
+    t, u = sp.symbols("t u", positive=True)  # t = e^lambda, u = e^mu
+    a = [a1, a2, 1 - a1 - a2]
+    b = [b1, b2, b3]
+    equations = [ai - t * (ai + bi) for ai, bi in zip(a, b)] + [sum(b) - 1]
+    solutions = sp.solve(equations, [b1, b2, b3, t], dict=True)
+    assert solutions == [{b1: a1, b2: a2, b3: 1 - a1 - a2, t: sp.Rational(1, 2)}]
+    # with e^mu too: e^lambda + e^mu = 1 follows, and e^mu = 1/2 is forced as well
+    mu_eq = [bi - u * (ai + bi) for ai, bi in zip(a, b)]
+    assert sp.solve([e.subs(solutions[0]) for e in mu_eq], u) == {u: sp.Rational(1, 2)}
+    # dropping the constraint sum b = 1 (the old, wrong refutation) leaves e^lambda free, and then
+    # sum b = (1 - e^lambda) / e^lambda, which is 1 only at e^lambda = 1/2
+    free = sp.solve(equations[:-1], [b1, b2, b3], dict=True)[0]
+    assert sp.simplify(sum(free.values()) - (1 - t) / t) == 0
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_an_untrained_ring_generator_covers_no_mode(seed):
+    """The chapter's baseline for mode collapse: the ring generator before training covers nothing."""
+    torch.manual_seed(seed)
+    G = gan.Generator(8, 2, hidden=(128, 128))
+    with torch.no_grad():
+        points = G.sample(1000, torch.Generator().manual_seed(9))
+    covered, good = gan.mode_coverage(points, std=0.1)
+    assert covered == 0 and good < 0.01
