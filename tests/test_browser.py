@@ -249,3 +249,60 @@ def test_defined_maths_injected_the_same_way_passes(browser, site, toc_chapters)
     after = audit(browser, url, inject=_append(r'<span class="math">\(\alpha + 1\)</span>'))
     assert not after.problems(), after.problems()
     assert after.mjx_containers == before.mjx_containers + 1
+
+
+# --- phones: nothing makes the page scroll sideways, and check verdicts stay in view
+
+PHONE = {"width": 390, "height": 844}
+_OVERFLOW = r"""
+async () => {
+  if (window.MathJax && MathJax.startup && MathJax.startup.promise) {
+    await MathJax.startup.promise;
+  }
+  const width = document.documentElement.clientWidth;
+  const outside = e => { const r = e.getBoundingClientRect(); return r.width > 0 && r.right > width + 1; };
+  const name = e => e.tagName.toLowerCase() + '.' + String(e.className || '').split(' ')[0];
+  return {
+    page_scrolls_sideways: document.documentElement.scrollWidth > width + 1,
+    wide_blocks: [...document.querySelectorAll('table, pre, div.highlight, mjx-container[display="true"]')]
+                   .filter(outside).map(name),
+    verdicts_off_screen: [...document.querySelectorAll('.cell_output table tr > :last-child')]
+                   .filter(outside).map(e => e.textContent.trim().slice(0, 40)),
+  };
+}
+"""
+
+
+def phone_report(browser, url: str, inject: str | None = None) -> dict:
+    context = browser.new_context(viewport=PHONE)
+    context.route("**/*", lambda r: r.continue_() if urlparse(r.request.url).hostname in LOCAL_HOSTS
+                  else r.abort())
+    page = context.new_page()
+    page.set_default_timeout(TIMEOUT_MS)
+    try:
+        page.goto(url, wait_until="load")
+        if inject:
+            page.evaluate(inject)
+        return page.evaluate(_OVERFLOW)
+    finally:
+        context.close()
+
+
+def test_on_a_phone_no_table_or_code_block_makes_the_page_scroll_sideways(browser, site,
+                                                                        toc_chapters) -> None:
+    """At 390 x 844, check tables and code scroll inside their own boxes (_static/book.css), and
+    the verdict column of every check table is on screen."""
+    failures = {}
+    for chapter in toc_chapters:
+        report = phone_report(browser, site + chapter.with_suffix(".html").as_posix())
+        if report["page_scrolls_sideways"] or report["wide_blocks"] or report["verdicts_off_screen"]:
+            failures[chapter.as_posix()] = report
+    assert not failures, json.dumps(failures, indent=1, ensure_ascii=False)[:3000]
+
+
+def test_the_phone_check_catches_a_wide_block(browser, site, toc_chapters) -> None:
+    """The control: a fixed-width box wider than the phone is reported."""
+    url = _chapter_url(site, toc_chapters)
+    report = phone_report(browser, url, inject=_append('<div style="width: 900px">wide</div>'
+                                                       '<pre style="width: 900px">x</pre>'))
+    assert report["page_scrolls_sideways"] or report["wide_blocks"], report
