@@ -26,6 +26,7 @@ import sympy as sp
 
 __all__ = ["Derivation", "StepError", "check_answer", "equivalent"]
 
+SCOPES = ("general", "instance: ", "dimension: ")
 _RELATIONS = {"=": "=", "==": "=", "<=": r"\le", ">=": r"\ge"}
 _TOLERANCE = 1e-9
 _DIGITS = 30
@@ -268,16 +269,22 @@ class Derivation:
     ``assumptions`` are relations such as ``sigma > 0`` or ``0 < beta < 1`` (or a mapping
     ``{symbol: Interval}``); conditions on several symbols at once filter the random points.
     ``tex`` replaces how the start is shown, as ``step(..., tex=...)`` does for a step.
+    ``scope`` says how far the check reaches: ``"general"`` (symbolic in every symbol of the
+    statement), ``"instance: <which>"`` (one model or distribution standing for the class) or
+    ``"dimension: d = 2, 3"`` (fixed sizes); it is shown with the title.
 
     >>> x = sp.Symbol("x", positive=True)
     >>> Derivation(sp.log(x**2)).step(2 * sp.log(x), why="log of a power").check()  # doctest: +SKIP
     """
 
     def __init__(self, start, assumptions=None, title: str = "", samples: int = 24,
-                 seed: int = 0, tex: str | None = None):
+                 seed: int = 0, tex: str | None = None, scope: str | None = None):
         if samples < 1:
             raise ValueError(f"samples: expected a positive number of random points, got {samples}")
-        self.title = title
+        if scope is not None and not (scope == "general" or scope.startswith(SCOPES[1:])):
+            raise ValueError(f"scope: expected 'general', 'instance: ...' or 'dimension: ...', "
+                             f"got {scope!r}")
+        self.title, self.scope = title, scope
         self.start = sp.sympify(start)
         self.domain = _Domain.from_assumptions(assumptions)
         self.samples, self.seed = samples, seed
@@ -347,7 +354,10 @@ class Derivation:
                    step.why, self._status(step))
 
     def _repr_markdown_(self) -> str:
-        lines = [f"**{self.title}**", ""] if self.title else []
+        title = f"**{self.title}**" if self.title else ""
+        if self.scope:
+            title += f" (scope: {self.scope})" if title else f"scope: {self.scope}"
+        lines = [title, ""] if title else []
         lines += ["| step | | expression | why | check |", "|---:|:-:|:--|:--|:--|"]
         for number, rel, tex, why, status in self._rows():
             relation = f"${rel}$" if rel else ""
@@ -357,6 +367,8 @@ class Derivation:
 
     def __repr__(self) -> str:
         head = [self.title] if self.title else []
+        if self.scope:
+            head.append(f"scope: {self.scope}")
         plain = {"": "", "=": "=", r"\le": "<=", r"\ge": ">="}
         body = [f"{n:>3} {plain[rel]:>2} {why or '-'}: {status or 'start'}"
                 for n, rel, _, why, status in self._rows()]

@@ -110,6 +110,18 @@ def test_bad_arguments():
         Derivation(x, assumptions=["x > 0"])
     with pytest.raises(ValueError, match="samples"):
         Derivation(x, samples=0)
+    with pytest.raises(ValueError, match="^scope"):
+        Derivation(x, scope="for all x, probably")
+
+
+def test_the_scope_is_shown_with_the_title():
+    d = Derivation(x, title="KL of two Gaussians", scope="instance: J = 2").step(x).check()
+    assert d._repr_markdown_().startswith("**KL of two Gaussians** (scope: instance: J = 2)")
+    assert "scope: instance: J = 2" in repr(d)
+    assert Derivation(x, scope="general").scope == "general"
+    assert Derivation(x, scope="dimension: d = 2, 3").scope.startswith("dimension")
+    # no scope given: the rendering is as before
+    assert Derivation(x, title="t").step(x)._repr_markdown_().startswith("**t**\n")
 
 
 def test_rendering_shows_every_step_with_status():
