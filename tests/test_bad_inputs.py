@@ -65,6 +65,10 @@ BAD_INPUTS = [
     bad("adam.Adam", lambda: adam.Adam([nn.Parameter(torch.zeros(2))], betas=(0.9, 1.0)),
         ValueError, r"^betas\b"),
     bad("adam.reddi_online", lambda: adam.reddi_online(True, steps=0), ValueError, r"^steps\b"),
+    bad("adam.train_logreg", lambda: adam.train_logreg(adam.Adam, X[:, 0], X[:, 0].long(), 1),
+        ValueError, r"^x\b"),
+    bad("adam.train_vae", lambda: adam.train_vae(X, 0.999, True, 1e-3, steps=0, hidden=4),
+        ValueError, r"^steps\b"),
     # data
     bad("data.read_idx", lambda: data.read_idx("t10k-images-idx3-ubyte.gz", kind="pixels"),
         ValueError, r"^kind\b"),
@@ -209,6 +213,7 @@ BAD_INPUTS = [
     bad("vae.elbo", lambda: vae.elbo(X, X, X, X, likelihood="poisson"),
         ValueError, r"^likelihood\b"),
     bad("vae.VAE", lambda: vae.VAE(x_dim=4, hidden=0), ValueError, r"^hidden\b"),
+    bad("vae.iw_bound", lambda: vae.iw_bound(torch.zeros(6, 2), k=4), ValueError, r"^k\b"),
     bad("vae.beta_vae_loss", lambda: vae.beta_vae_loss(X, X, X, X, beta=-1.0),
         ValueError, r"^beta\b"),
     bad("vae.capacity_loss", lambda: vae.capacity_loss(X, X, X, X, C=NAN), ValueError, r"^C\b"),
