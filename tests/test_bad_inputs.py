@@ -229,6 +229,7 @@ BAD_INPUTS = [
 
 EXEMPT = {
     "data.digits": "takes no arguments",
+    "plot.use_book_style": "takes no arguments",
     "flows.one_thread": "a context manager that takes no arguments",
     "flows.m": "the elementwise map -1 + softplus(x): every real tensor of any shape is valid",
     "flows.standard_normal_energy": "||z||^2 / 2 over the last dimension: every real tensor is "
