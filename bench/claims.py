@@ -82,7 +82,8 @@ def table(runs: list[dict]) -> tuple[str, bool]:
         margins = [row[k]["margin"] for k in columns if k in row]
         worst = min(margins)
         ok &= worst >= 0 and len(margins) == len(columns)
-        lines.append(f"| {chapter} | {statement} | {row['bound']} | {' | '.join(values)} | {worst:.3g} |")
+        cell = statement.replace("|", "\\|")  # a pipe in a claim must not split the table
+        lines.append(f"| {chapter} | {cell} | {row['bound']} | {' | '.join(values)} | {worst:.3g} |")
     for r in runs:
         if r["errors"]:
             ok = False
