@@ -308,3 +308,16 @@ def test_the_identity_check_fails_when_align_corners_is_mixed():
     assert any(right in c.source for c in nb.cells)
     with pytest.raises(proofs.StepError):
         proof_namespace(lambda s: s.replace(right, "x_t_of_j = 2 * j / (W - 1) - 1"))
+
+
+@pytest.mark.parametrize("right, wrong", [
+    # the grid-direction check: the output point that reads p is A^-1 (p - b), not A (p - b)
+    ("reads.step((A_rot.T * (p - b))[0]", "reads.step((A_rot * (p - b))[0]"),
+    # eq. 6 from the difference quotient: the weight of U_{m0+1} is f, not 1 - f
+    ("eq6.step(f, why=", "eq6.step(1 - f, why="),
+])
+def test_the_grid_direction_and_eq6_checks_fail_on_a_wrong_version(right, wrong):
+    nb = nbformat.read(NOTEBOOK, as_version=4)
+    assert any(right in c.source for c in nb.cells)
+    with pytest.raises(proofs.StepError):
+        proof_namespace(lambda s: s.replace(right, wrong))
