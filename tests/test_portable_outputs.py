@@ -16,7 +16,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted(p for p in (ROOT / "chapters").rglob("*.ipynb") if ".ipynb_checkpoints" not in p.parts)
 MARKERS = re.compile(r"NBVAL_|PYTEST_VALIDATE_")
-TIMING = re.compile(r"\b(perf_counter|process_time|time\.time|timeit|monotonic)\b")
+# A timing cell measures time or prints a measured duration ("CPU seconds", "# wall clock").
+TIMING = re.compile(r"\b(perf_counter|process_time|time\.time|timeit|monotonic)\b|seconds|wall clock")
 
 
 def code_cells(notebook: Path):
