@@ -183,6 +183,11 @@ BAD_INPUTS = [
         ValueError, r"^degrees\b"),
     bad("stn.rotated_mnist", lambda: stn.rotated_mnist(max_degrees=270.0),
         ValueError, r"^max_degrees\b"),
+    bad("stn.placement_theta", lambda: stn.placement_theta(torch.zeros(2), -torch.ones(2),
+                                                           torch.zeros(2, 2), 42),
+        ValueError, r"^scales\b"),
+    bad("stn.rts_mnist", lambda: stn.rts_mnist(scale_range=(1.2, 0.7)), ValueError, r"^scale_range\b"),
+    bad("stn.pose_slopes", lambda: stn.pose_slopes(torch.zeros(2, 2, 3), {}, 42), ValueError, r"^pose\b"),
     bad("stn.STN", lambda: stn.STN(nn.Flatten(), features=0), ValueError, r"^features\b"),
     bad("stn.localisation_fcn", lambda: stn.localisation_fcn(width=0), ValueError, r"^width\b"),
     bad("stn.localisation_cnn", lambda: stn.localisation_cnn(channels=0),
@@ -237,6 +242,7 @@ EXEMPT = {
     "gan.GANHistory": "a dataclass of recorded losses that train_gan fills, not user input",
     "train.History": "a dataclass of recorded losses that fit fills, not user input",
     "claims.ClaimError": "an exception class: raised by claim, not called by readers",
+    "proofs.DisplayMath": "holds a LaTeX string for display; Derivation.math builds it",
     "proofs.StepError": "an exception class: raised by Derivation.check, not called by readers",
 }
 
