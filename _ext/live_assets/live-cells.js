@@ -45,7 +45,7 @@
           "import live_runtime; live_runtime.install_ipython_display()\nimport sympy");
         const runtime = pyodide.pyimport("live_runtime");
         lap("import_sympy", t);
-        return { pyodide, run: (source) => JSON.parse(runtime.run(source)) };
+        return { pyodide, run: (source, checks = true) => JSON.parse(runtime.run(source, checks)) };
       })();
       python.catch(() => { python = null; });  // a failed load can be retried
     }
@@ -126,10 +126,13 @@
       const deps = (cell.dataset.liveDeps || "").split(/\s+/).filter((id) => id && !done.has(id));
       for (const id of deps) {
         const dep = document.getElementById(id);
-        status.textContent = `Running the earlier check it needs (${dep.querySelector(".live-label").textContent.split(":")[0]})…`;
+        status.textContent = `Defining what it needs from ${dep.querySelector(".live-label").textContent.split(":")[0]}…`;
         await pause();
         const t = performance.now();
-        const failed = run(dep.querySelector(".live-source").value).filter((o) => o.type === "error");
+        // Definitions only (checks skipped); if that fails, the cell as it is, checks and all.
+        const source = dep.querySelector(".live-source").value;
+        let failed = run(source, false).filter((o) => o.type === "error");
+        if (failed.length) failed = run(source).filter((o) => o.type === "error");
         lap("dep " + id, t);
         if (failed.length) {
           output.replaceChildren();

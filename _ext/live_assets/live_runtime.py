@@ -61,8 +61,36 @@ class _Session:
             else:
                 self._emit("text", repr(obj) + "\n")
 
-    def run(self, source: str) -> str:
-        """Run one cell; returns its outputs as JSON."""
+    def run(self, source: str, checks: bool = True) -> str:
+        """Run one cell; returns its outputs as JSON.
+
+        ``checks=False`` is for an earlier cell run only for the names it defines: its
+        derivations are built but not checked (``check``/``refute``/``check_answer`` do nothing),
+        which saves most of the time. The reader's own cell always runs with its checks; a
+        derivation made this way shows its steps as "not checked" until its own cell is run.
+        """
+        if checks:
+            return self._run(source)
+        proofs = sys.modules.get("paperlib.proofs")
+        if proofs is None:
+            return self._run(source)
+        saved = proofs.Derivation.check, proofs.Derivation.refute
+        stubs = {"check_answer": lambda *args, **kwargs: True,
+                 "equivalent": lambda *args, **kwargs: True}
+        replaced = {name: stub for name, stub in stubs.items()
+                    if self.namespace.get(name) is getattr(proofs, name)}
+        proofs.Derivation.check = lambda derivation: derivation
+        proofs.Derivation.refute = lambda derivation: "(not checked: run this cell itself)"
+        self.namespace.update(replaced)
+        try:
+            return self._run(source)
+        finally:
+            proofs.Derivation.check, proofs.Derivation.refute = saved
+            for name, stub in replaced.items():
+                if self.namespace.get(name) is stub:
+                    self.namespace[name] = getattr(proofs, name)
+
+    def _run(self, source: str) -> str:
         self.outputs = []
         stdout, stderr = sys.stdout, sys.stderr
         sys.stdout = sys.stderr = _Writer(self)
