@@ -1,53 +1,98 @@
 // Live cells (issue 17): run the page's SymPy checks in the reader's browser with Pyodide.
 // Added by _ext/live_cells.py only to pages that have live cells. Nothing loads until the first
 // click on a Run button; everything comes from this site (_static/live/), never from a CDN.
-(function () {
-  "use strict";
-  const script = document.currentScript;
-  const base = new URL(".", script ? script.src : document.baseURI);  // .../_static/live/
-  let python = null;         // Promise of {pyodide, run}
-  let queue = Promise.resolve();
-  const done = new Set();    // ids of the cells already run in this page's interpreter
-  let preludeDone = false;
-  // Seconds spent in each phase, for the tests and the curious: window.liveCells.timings.
-  const timings = {};
-  window.liveCells = { timings };
-  const lap = (name, since) => { timings[name] = +((performance.now() - since) / 1000).toFixed(2); return performance.now(); };
+// This one file is both the page's script and, started again as a Web Worker, the interpreter:
+// Python runs off the page's thread, so the page stays responsive while SymPy works.
 
+// --- in the worker: Pyodide, SymPy, paperlib.proofs, one namespace for the page
+if (typeof window === "undefined") {
+  const base = new URL(".", self.location.href);  // .../_static/live/
   const fetchOk = async (url) => {
     const response = await fetch(url);
     if (!response.ok) throw new Error(`${url}: HTTP ${response.status}`);
     return response;
   };
+  const timings = {};
+  const lap = (name, since) => { timings[name] = +((performance.now() - since) / 1000).toFixed(2); return performance.now(); };
+  let ready = null;
+  const boot = async () => {
+    let t = performance.now();
+    const { loadPyodide } = await import(new URL("pyodide/pyodide.mjs", base).href);
+    const pyodide = await loadPyodide({ indexURL: new URL("pyodide/", base).href });
+    t = lap("pyodide", t);
+    self.postMessage({ progress: "Loading SymPy…" });
+    const manifest = await (await fetchOk(new URL("manifest.json", base))).json();
+    for (const wheel of manifest.wheels) {
+      const data = await (await fetchOk(new URL("wheels/" + wheel, base))).arrayBuffer();
+      pyodide.unpackArchive(data, "wheel");
+    }
+    t = lap("wheels", t);
+    self.postMessage({ progress: "Starting SymPy…" });
+    pyodide.FS.mkdirTree("/home/pyodide/live/paperlib");
+    for (const path of ["live_runtime.py", "paperlib/proofs.py"]) {
+      const text = await (await fetchOk(new URL(path, base))).text();
+      pyodide.FS.writeFile("/home/pyodide/live/" + path, text);
+    }
+    pyodide.FS.writeFile("/home/pyodide/live/paperlib/__init__.py",
+      '"""paperlib in the browser: only proofs.py (SymPy and the standard library)."""\n');
+    pyodide.runPython("import sys; sys.path.insert(0, '/home/pyodide/live')\n" +
+      "import live_runtime; live_runtime.install_ipython_display()\nimport sympy");
+    lap("import_sympy", t);
+    return pyodide.pyimport("live_runtime");
+  };
+  self.onmessage = async (event) => {
+    const { id, source, checks } = event.data;
+    try {
+      if (!ready) ready = boot();
+      const runtime = await ready;
+      const outputs = source === undefined ? [] : JSON.parse(runtime.run(source, checks));
+      self.postMessage({ id, outputs, timings });
+    } catch (error) {
+      ready = null;  // a failed load can be retried
+      self.postMessage({ id, error: String((error && error.message) || error), timings });
+    }
+  };
+} else (function () {
+  "use strict";
+  const script = document.currentScript;
+  let python = null;         // Promise of {run}, once the worker has loaded Python
+  let queue = Promise.resolve();
+  const done = new Set();    // ids of the cells already run in this page's interpreter
+  let preludeDone = false;
+  let current = null;        // the status line of the cell that is running
+  // Seconds spent in each phase, for the tests and the curious: window.liveCells.timings.
+  const timings = {};
+  window.liveCells = { timings };
+  const lap = (name, since) => { timings[name] = +((performance.now() - since) / 1000).toFixed(2); return performance.now(); };
 
   function boot() {
     if (!python) {
-      python = (async () => {
-        let t = performance.now();
-        const { loadPyodide } = await import(new URL("pyodide/pyodide.mjs", base).href);
-        const pyodide = await loadPyodide({ indexURL: new URL("pyodide/", base).href });
-        t = lap("pyodide", t);
-        const manifest = await (await fetchOk(new URL("manifest.json", base))).json();
-        for (const wheel of manifest.wheels) {
-          const data = await (await fetchOk(new URL("wheels/" + wheel, base))).arrayBuffer();
-          pyodide.unpackArchive(data, "wheel");
+      const worker = new Worker(script.src, { type: "module" });  // Pyodide needs a module worker
+      const pending = new Map();
+      let next = 0;
+      worker.onmessage = (event) => {
+        const { id, outputs, error, timings: phases, progress } = event.data;
+        if (progress !== undefined) {
+          if (current) current.textContent = `Loading Python in your browser, ~10 s… ${progress}`;
+          return;
         }
-        t = lap("wheels", t);
-        pyodide.FS.mkdirTree("/home/pyodide/live/paperlib");
-        const files = { "live_runtime.py": "live_runtime.py", "paperlib/proofs.py": "paperlib/proofs.py" };
-        for (const [path, url] of Object.entries(files)) {
-          const text = await (await fetchOk(new URL(url, base))).text();
-          pyodide.FS.writeFile("/home/pyodide/live/" + path, text);
-        }
-        pyodide.FS.writeFile("/home/pyodide/live/paperlib/__init__.py",
-          '"""paperlib in the browser: only proofs.py (SymPy and the standard library)."""\n');
-        pyodide.runPython("import sys; sys.path.insert(0, '/home/pyodide/live')\n" +
-          "import live_runtime; live_runtime.install_ipython_display()\nimport sympy");
-        const runtime = pyodide.pyimport("live_runtime");
-        lap("import_sympy", t);
-        return { pyodide, run: (source, checks = true) => JSON.parse(runtime.run(source, checks)) };
-      })();
-      python.catch(() => { python = null; });  // a failed load can be retried
+        Object.assign(timings, phases);
+        const { resolve, reject } = pending.get(id);
+        pending.delete(id);
+        if (error !== undefined) reject(new Error(error));
+        else resolve(outputs);
+      };
+      worker.onerror = (event) => {
+        for (const { reject } of pending.values()) reject(new Error(event.message || "the Python worker failed"));
+        pending.clear();
+      };
+      const call = (source, checks) => new Promise((resolve, reject) => {
+        const id = next++;
+        pending.set(id, { resolve, reject });
+        worker.postMessage({ id, source, checks });
+      });
+      python = call(undefined, true).then(() => ({ run: (source, checks = true) => call(source, checks) }));
+      python.catch(() => { worker.terminate(); python = null; preludeDone = false; done.clear(); });
     }
     return python;
   }
@@ -108,6 +153,7 @@
     button.disabled = true;
     cell.setAttribute("aria-busy", "true");
     const started = performance.now();
+    current = status;
     try {
       if (!python) status.textContent = "Loading Python in your browser, ~10 s…";
       else status.textContent = "Running…";
@@ -118,7 +164,7 @@
         status.textContent = "Running the chapter's imports…";
         await pause();
         const t = performance.now();
-        const failed = run(prelude.textContent).filter((o) => o.type === "error");
+        const failed = (await run(prelude.textContent)).filter((o) => o.type === "error");
         if (failed.length) throw new Error("the chapter's imports failed:\n" + failed[0].text);
         preludeDone = true;
         lap("prelude", t);
@@ -131,8 +177,8 @@
         const t = performance.now();
         // Definitions only (checks skipped); if that fails, the cell as it is, checks and all.
         const source = dep.querySelector(".live-source").value;
-        let failed = run(source, false).filter((o) => o.type === "error");
-        if (failed.length) failed = run(source).filter((o) => o.type === "error");
+        let failed = (await run(source, false)).filter((o) => o.type === "error");
+        if (failed.length) failed = (await run(source)).filter((o) => o.type === "error");
         lap("dep " + id, t);
         if (failed.length) {
           output.replaceChildren();
@@ -145,7 +191,7 @@
       status.textContent = "Running…";
       await pause();
       const t = performance.now();
-      const outputs = run(cell.querySelector(".live-source").value);
+      const outputs = await run(cell.querySelector(".live-source").value);
       lap("run " + cell.id, t);
       const failed = outputs.some((o) => o.type === "error");
       if (!failed) done.add(cell.id);
