@@ -5,17 +5,22 @@ functions are the quantities the chapter derives: the bias-correction factors, t
 step size ``alpha_t`` and ``eps_hat``, the paper's bound on the effective step (section 2.1), and the
 online problem of Reddi et al. (ICLR 2018) on which Adam fails to converge. ``Adam`` is a
 ``torch.optim.Optimizer`` written line by line from Algorithm 1, with AMSGrad as an option.
+``train_logreg`` and ``train_vae`` are the chapter's two experiments, shared with the step-size
+sweeps in ``bench/adam_sweep.py`` so that the chapter and the sweep train the same way.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
+from paperlib import vae
 from paperlib._checks import positive_int
+from paperlib.train import fit, seed_everything
 
 
 def _check_betas(betas) -> tuple[float, float]:
@@ -167,9 +172,75 @@ def reddi_online(amsgrad: bool, steps: int = 3000, C: float = 3.0, lr: float = 0
     return path
 
 
+def train_logreg(make_optimizer: Callable[[Iterable[Tensor]], torch.optim.Optimizer],
+                 x: Tensor, y: Tensor, epochs: int, batch_size: int = 128, seed: int = 0,
+                 held_out: Iterable[tuple[Tensor, Tensor]] = ()) -> dict:
+    """Multi-class logistic regression (784 -> 10, softmax cross-entropy on logits), the paper's Fig. 1.
+
+    Returns the loss of every minibatch, the final loss on all of ``(x, y)`` and the final loss
+    on each ``(x, y)`` pair of ``held_out``, in order. The model lives on x's device.
+    """
+    if x.dim() != 2 or y.shape != (len(x),):
+        raise ValueError(f"x: expected (N, features) with labels y of shape (N,), got "
+                         f"{tuple(x.shape)} and {tuple(y.shape)}")
+    gen = seed_everything(seed)
+    model = torch.nn.Linear(x.shape[1], 10).to(x.device)
+    losses: list[float] = []
+
+    def loss_fn(xb: Tensor, yb: Tensor) -> Tensor:
+        # the softmax cross-entropy, computed from the logits
+        loss = F.cross_entropy(model(xb), yb)
+        losses.append(loss.item())
+        return loss
+
+    fit(model, loss_fn, (x, y), make_optimizer(model.parameters()), epochs, batch_size, gen,
+        progress=False)
+    with torch.no_grad():
+        final = F.cross_entropy(model(x), y).item()
+        held = [F.cross_entropy(model(hx), hy).item() for hx, hy in held_out]
+    return {"losses": losses, "train": final, "held_out": held}
+
+
+def train_vae(x: Tensor, beta2: float, corrected: bool, lr: float, steps: int, hidden: int,
+              batch_size: int = 100, seed: int = 0, held_out: Iterable[Tensor] = ()) -> dict:
+    """Train ``paperlib.vae.VAE`` (20 latents) with Adam, beta1 = 0.9, for ``steps`` minibatches.
+
+    Returns the negative ELBO of every minibatch (shorter if the loss became NaN or infinite:
+    the run diverged) and the mean negative ELBO after training (one sample of z per example)
+    on each tensor of ``held_out``, in order; ``None`` for each if the run diverged.
+    """
+    positive_int("steps", steps)
+    gen = seed_everything(seed)
+    model = vae.VAE(x_dim=x[0].numel(), hidden=hidden, z_dim=20).to(x.device)
+    noise = gen if x.device.type == "cpu" else None
+    losses: list[float] = []
+
+    def loss_fn(xb: Tensor) -> Tensor:
+        # the minibatch's negative ELBO, one sample of z per example
+        loss = -model.elbo(xb, generator=noise).mean()
+        losses.append(loss.item())
+        return loss
+
+    optimizer = Adam(model.parameters(), lr=lr, betas=(0.9, beta2), bias_correction=corrected)
+    epochs = math.ceil(steps * batch_size / len(x))
+    diverged = False
+    try:
+        fit(model, loss_fn, x, optimizer, epochs, batch_size, gen, progress=False)
+    except FloatingPointError:
+        diverged = True                 # the curve ends where the loss stopped being finite
+    model.eval()
+    with torch.no_grad():
+        held = [None if diverged else -model.elbo(hx, generator=noise).mean().item()
+                for hx in held_out]
+    return {"losses": losses[:steps], "held_out": held}
+
+
 # Experiment sizes for the chapter. "quick" runs on two CPU cores in seconds with the 5,000 offline
 # MNIST digits; "paper" uses full MNIST, the paper's minibatch of 128 and more epochs (GPU).
+# ``held_out`` digits are split off the end of the training set to choose step sizes on.
 SCALES = {
-    "quick": dict(offline=True, batch_size=128, logreg_epochs=6, vae_hidden=200, vae_steps=80),
-    "paper": dict(offline=None, batch_size=128, logreg_epochs=45, vae_hidden=500, vae_steps=4000),
+    "quick": dict(offline=True, held_out=500, batch_size=128, logreg_epochs=6, vae_hidden=200,
+                  vae_steps=80),
+    "paper": dict(offline=None, held_out=10_000, batch_size=128, logreg_epochs=45, vae_hidden=500,
+                  vae_steps=4000),
 }

@@ -36,12 +36,13 @@ def _number(name: str, value) -> float:
 
 
 def claim(statement: str, value: float, *, at_least: float | None = None,
-          at_most: float | None = None, scale: float = 1.0, unit: str = "") -> float:
+          at_most: float | None = None, scale: float = 1.0, unit: str = "") -> None:
     """Assert ``value >= at_least`` (or ``value <= at_most``) and print the claim with its bound.
 
     ``scale`` and ``unit`` only format the bound for the reader: ``scale=100, unit=" points"``
-    prints a threshold of 0.01 as "1 point". Returns the margin: how far ``value`` is inside the
-    bound, in the same units as ``value`` (negative when the claim fails, which raises).
+    prints a threshold of 0.01 as "1 point". Returns nothing: a margin returned as a cell's last
+    value would be displayed, and it is a number that differs from one CPU to the next. The
+    margin (how far ``value`` is inside the bound) goes to ``$PAPERLIB_CLAIMS_LOG`` instead.
     """
     if not isinstance(statement, str) or not statement.strip():
         raise ValueError("statement: expected a sentence saying what is claimed")
@@ -60,7 +61,6 @@ def claim(statement: str, value: float, *, at_least: float | None = None,
     if not margin >= 0:  # also catches an infinite value on the wrong side
         raise ClaimError(f"✗ {statement}: measured {measured:.4g}, asserted {symbol} {bound:.4g}")
     print(f"✓ {statement} (asserted {symbol} {shown})")
-    return margin
 
 
 def _log(statement: str, value: float, symbol: str, bound: float, margin: float) -> None:

@@ -22,6 +22,9 @@ from paperlib._checks import positive_int, same_shape
 from paperlib.vae import VAE, bernoulli_nll, gaussian_nll, log_normal, reparameterize
 
 POTENTIALS = (1, 2, 3, 4)
+# The tanh planar flow needs w^T u > -1 strictly; u_hat keeps w^T u_hat >= -1 + MARGIN, because in
+# floating point the paper's m(x) = -1 + log(1 + e^x) rounds to exactly -1 for very negative x.
+MARGIN = 1e-4
 BOX = 4.0  # U2-U4 are normalisable only on a bounded region: the target lives on (-BOX, BOX)^2
 
 
@@ -38,7 +41,7 @@ def m(x: Tensor) -> Tensor:
 
 
 def u_hat(u: Tensor, w: Tensor) -> Tensor:
-    """The reparameterised u with w^T u_hat = m(w^T u) > -1, so the planar flow is invertible.
+    """The reparameterised u with w^T u_hat = max(m(w^T u), -1 + MARGIN) > -1: an invertible flow.
 
     Works on the last dimension, so ``u`` and ``w`` may carry leading batch dimensions.
     """
@@ -46,29 +49,32 @@ def u_hat(u: Tensor, w: Tensor) -> Tensor:
         raise ValueError(f"w: expected the last dimension of u ({u.shape[-1]}), got {w.shape[-1]}")
     wu = (w * u).sum(-1, keepdim=True)
     ww = (w * w).sum(-1, keepdim=True)
+    # m(w^T u) > -1 exactly, but -1 + softplus(x) rounds to -1 once softplus(x) < eps/2 (x < -17 in
+    # float32): keep w^T u_hat >= -1 + MARGIN, so that log|det| >= log(MARGIN) stays finite
+    target = torch.clamp_min(m(wu), -1 + MARGIN)
     # u_hat = u + (m(w^T u) - w^T u) w / ||w||^2      (w = 0 is a translation: keep u)
-    step = (m(wu) - wu) * w / torch.where(ww > 0, ww, torch.ones_like(ww))
+    step = (target - wu) * w / torch.where(ww > 0, ww, torch.ones_like(ww))
     return torch.where(ww > 0, u + step, u)
 
 
 def planar(z: Tensor, u: Tensor, w: Tensor, b: Tensor | float) -> tuple[Tensor, Tensor]:
     """One planar flow f(z) = z + u tanh(w^T z + b) and log|det df/dz| per example.
 
-    ``u`` must already satisfy w^T u >= -1 (pass ``u_hat(u, w)``); otherwise f is not
-    invertible for tanh and a ``ValueError`` is raised.
+    ``u`` must satisfy w^T u > -1, strictly (pass ``u_hat(u, w)``), or a ``ValueError`` is
+    raised: below -1 the map folds, and at w^T u = -1 its Jacobian is singular where
+    w^T z + b = 0 (log det = -inf there).
     """
     wu = (w * u).sum(-1)
-    if bool((wu < -1 - 1e-6).any()):
-        raise ValueError(f"u: expected w^T u >= -1 for an invertible planar flow, got "
-                         f"{wu.min().item():.4g}; pass u_hat(u, w)")
-    wu = wu.clamp_min(-1)  # u_hat gives m(w^T u) > -1, which can round to -1 - 1e-16
+    if bool((wu <= -1).any()):
+        raise ValueError(f"u: expected w^T u > -1 for an invertible planar flow with a finite "
+                         f"log-determinant, got {wu.min().item():.4g}; pass u_hat(u, w)")
     # a = w^T z + b
     a = (z * w).sum(-1, keepdim=True) + b
     h = torch.tanh(a)
     # f(z) = z + u h(w^T z + b)
     z_new = z + u * h
     # psi(z) = h'(w^T z + b) w,   h' = 1 - tanh^2
-    # log|det df/dz| = log|1 + u^T psi(z)| = log(1 + (1 - h^2) w^T u)   (> 0 when w^T u > -1)
+    # log|det df/dz| = log|1 + u^T psi(z)| = log(1 + (1 - h^2) w^T u),   1 + (1 - h^2) w^T u >= 1 + min(w^T u, 0) > 0
     log_det = torch.log1p((1 - h.squeeze(-1) ** 2) * wu)
     return z_new, log_det
 

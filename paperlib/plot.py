@@ -1,12 +1,24 @@
-"""Figures shared by the chapters: image grids (reconstructions, samples, latent manifolds)."""
+"""Figures shared by the chapters: the book's style, image grids (reconstructions, samples,
+latent manifolds)."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import matplotlib.pyplot as plt
 import torch
 from torch import Tensor
 
 from paperlib._checks import positive_int
+
+
+STYLE = Path(__file__).with_name("book.mplstyle")
+
+
+def use_book_style() -> None:
+    """Draw every later figure in the book's style (``book.mplstyle`` beside this module):
+    high-DPI, transparent, mid-tone colours and fonts legible on the light and dark themes."""
+    plt.style.use(STYLE)
 
 
 def tile(images: Tensor, ncol: int, pad: int = 1) -> Tensor:

@@ -367,6 +367,23 @@ class Derivation:
             lines.append(f"| {number} | {relation} | ${tex}$ | {why} | {status} |")
         return "\n".join(lines)
 
+    def math(self) -> DisplayMath:
+        """The chain as one aligned display, each step's verdict at its right.
+
+        This is what a proof block shows: ``glue("kl-steps", d.math(), display=False)`` in the
+        check cell, then ``{glue:math}`` inside the ``prf:proof`` block, so the reader sees the
+        relations that were checked, not a second copy typed by hand.
+        """
+        instance = bool(self.scope and self.scope.startswith("instance"))
+        rows = []
+        for number, rel, tex, _, status in self._rows():
+            verdict = status.replace(" (", ", ").rstrip(")")  # "✓ numeric, 24 points"
+            if instance and status.startswith("✓"):
+                verdict += ", instance"
+            right = rf" && \small\text{{{verdict}}}" if status else ""
+            rows.append(("&" if number == 0 else f"&{rel} ") + tex + right)
+        return DisplayMath("\\begin{aligned}\n" + " \\\\\n".join(rows) + "\n\\end{aligned}")
+
     def __repr__(self) -> str:
         head = [self.title] if self.title else []
         if self.scope:
@@ -375,6 +392,19 @@ class Derivation:
         body = [f"{n:>3} {plain[rel]:>2} {why or '-'}: {status or 'start'}"
                 for n, rel, _, why, status in self._rows()]
         return "\n".join(head + body)
+
+
+class DisplayMath:
+    """LaTeX for one display equation (what myst-nb's ``{glue:math}`` reads as text/latex)."""
+
+    def __init__(self, latex: str) -> None:
+        self.latex = latex
+
+    def _repr_latex_(self) -> str:
+        return f"$$\n{self.latex}\n$$"
+
+    def __repr__(self) -> str:
+        return self.latex
 
 
 def equivalent(a, b, assumptions=None, samples: int = 24, seed: int = 0) -> bool:

@@ -15,8 +15,10 @@ right and ``y`` downwards, as in ``torch.nn.functional.affine_grid`` and ``grid_
 ``align_corners=False`` (the default here and in torch) -1 and +1 are the outer *edges* of the
 border pixels; with ``align_corners=True`` they are the border pixels' *centres*.
 
-Also here: the paper's baselines (``fcn``, ``cnn``) and their spatial-transformer versions, and
-the rotated MNIST of Table 1's "R" column (``rotate``, ``rotated_mnist``).
+Also here: the paper's baselines (``fcn``, ``cnn``), their spatial-transformer versions and a
+control with theta frozen at the identity (``build``); the distorted MNIST of Table 1's "RTS"
+column (``placement_theta``, ``rts_mnist``) and "R" column (``rotate``, ``rotated_mnist``); and
+``pose_slopes``, which measures how much of each digit's pose a trained transformer undoes.
 """
 
 from __future__ import annotations
@@ -29,16 +31,16 @@ from paperlib import data
 from paperlib._checks import positive_int
 from paperlib.train import error_rate, fit, seed_everything  # error_rate: re-exported for the chapter
 
-# quick: the chapter on a CPU; paper: wider networks, full MNIST, longer training (use a GPU).
-# "epochs" were calibrated once so that each model gets about the same wall-clock time
-# (see the chapter); the spatial-transformer versions cost more per step and get fewer.
+# quick: the chapter on a CPU, RTS digits on a 42 x 42 canvas; paper: wider networks, full MNIST,
+# longer training (use a GPU). Every model of a pair gets the same number of epochs (steps).
 SCALES = {
-    "quick": dict(offline=True, width=128, channels=8, batch_size=128, lr=3e-3, fused=True,
-                  epochs={"FCN": 80, "ST-FCN": 34, "CNN": 3, "ST-CNN": 2}),
-    "paper": dict(offline=None, width=256, channels=32, batch_size=256, lr=1e-3, fused=True,
-                  epochs={"FCN": 100, "ST-FCN": 100, "CNN": 100, "ST-CNN": 100}),
+    "quick": dict(offline=True, size=42, width=128, channels=8, batch_size=128, lr=3e-3, fused=True,
+                  epochs={"FCN": 10, "ST-FCN": 10, "ST-FCN (θ = I)": 10, "CNN": 2, "ST-CNN": 2}),
+    "paper": dict(offline=None, size=42, width=256, channels=32, batch_size=256, lr=1e-3, fused=True,
+                  epochs={"FCN": 100, "ST-FCN": 100, "ST-FCN (θ = I)": 100, "CNN": 100, "ST-CNN": 100}),
 }
-MODELS = ("FCN", "ST-FCN", "CNN", "ST-CNN")
+FROZEN = " (θ = I)"
+MODELS = ("FCN", "ST-FCN", "ST-FCN" + FROZEN, "CNN", "ST-CNN")
 
 
 def _check_tensor(name: str, value, dims: int) -> None:
@@ -178,6 +180,93 @@ def rotated_mnist(split: str = "train", max_degrees: float = 90.0, seed: int = 0
     return rotate(images, degrees), labels, degrees
 
 
+def placement_theta(degrees: Tensor, scales: Tensor, shifts: Tensor, canvas: int,
+                    digit: int = 28) -> Tensor:
+    """The ``theta`` that draws a ``digit``-pixel image onto a ``canvas``-pixel one, turned
+    anticlockwise by ``degrees``, magnified by ``scales`` and moved by ``shifts`` (N x 2, pixels,
+    x right and y down) from the centre.
+
+    A canvas point x (normalised) reads the digit at M (x - c), with c = shift / (canvas / 2)
+    and M = canvas / (digit s) times the rotation of ``rotation_theta``.
+    """
+    for name, value, dims in (("degrees", degrees, 1), ("scales", scales, 1), ("shifts", shifts, 2)):
+        _check_tensor(name, value, dims)
+    if len(scales) != len(degrees) or tuple(shifts.shape) != (len(degrees), 2):
+        raise ValueError(f"shifts: expected N x 2 with N = {len(degrees)} (and one scale each), "
+                         f"got scales {tuple(scales.shape)} and shifts {tuple(shifts.shape)}")
+    if not bool((scales > 0).all()):
+        raise ValueError("scales: expected positive magnifications")
+    positive_int("canvas", canvas)
+    positive_int("digit", digit)
+    # M = (canvas / digit) R(alpha) / s: canvas half-widths to digit half-widths, turned
+    matrix = rotation_theta(degrees)[:, :, :2] * (canvas / digit / scales).view(-1, 1, 1)
+    # x_s = M (x_t - c) = M x_t - M c,  c = shift / (canvas / 2)
+    offset = -(matrix @ (shifts * 2 / canvas).unsqueeze(-1))
+    return torch.cat([matrix, offset], dim=-1)
+
+
+def rts_mnist(split: str = "train", canvas: int = 42, max_degrees: float = 45.0,
+              scale_range: tuple[float, float] = (0.7, 1.2), max_shift: float = 7.0, seed: int = 0,
+              offline: bool | None = True) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
+    """Table 1's "RTS" MNIST: each digit turned by up to +-``max_degrees``, scaled by a factor in
+    ``scale_range`` and placed up to ``max_shift`` pixels off centre (each axis, uniform) on a
+    ``canvas`` x ``canvas`` image (the paper: +-45 degrees, 0.7-1.2, on 42 x 42).
+
+    Returns ``(images, labels, pose)``; ``pose`` holds the ``degrees``, ``scales`` and ``shifts``
+    (N x 2 pixels), all drawn from ``seed`` and the same on every machine.
+    """
+    if not 0 <= max_degrees <= 180:
+        raise ValueError(f"max_degrees: expected a value in [0, 180], got {max_degrees}")
+    low, high = scale_range
+    if not 0 < low <= high:
+        raise ValueError(f"scale_range: expected 0 < low <= high, got {scale_range}")
+    if not 0 <= max_shift <= canvas / 2:
+        raise ValueError(f"max_shift: expected a value in [0, canvas / 2], got {max_shift}")
+    images, labels = data.mnist(split, offline=offline)
+    g = torch.Generator().manual_seed(seed)
+    n = len(images)
+    pose = dict(degrees=(2 * torch.rand(n, generator=g) - 1) * max_degrees,
+                scales=low + (high - low) * torch.rand(n, generator=g),
+                shifts=(2 * torch.rand(n, 2, generator=g) - 1) * max_shift)
+    theta = placement_theta(pose["degrees"], pose["scales"], pose["shifts"], canvas,
+                            images.shape[-1])
+    grid = affine_grid(theta, (n, 1, canvas, canvas))
+    return bilinear_sample(images, grid), labels, pose
+
+
+def _slope(x: Tensor, y: Tensor) -> float:
+    # least squares y ~ a + slope x:  slope = cov(x, y) / var(x)
+    x, y = x.double() - x.double().mean(), y.double() - y.double().mean()
+    return float((x * y).sum() / (x * x).sum())
+
+
+def pose_slopes(theta: Tensor, pose: dict[str, Tensor], canvas: int) -> dict[str, float]:
+    """How far a transformer's ``theta`` undoes each digit's pose (from ``rts_mnist``).
+
+    Least-squares slopes over the digits, each 1 in size for a transformer that undoes that part
+    of the pose exactly and 0 for one that ignores it:
+
+    * ``translation``: theta's translation (where the output's centre reads) on the digit's
+      offset, both normalised, x and y pooled; undoing it: slope 1;
+    * ``rotation``: the angle of theta (``theta_angle``) on the digit's angle; undoing it: -1;
+    * ``scale``: log sqrt|det| of theta's 2 x 2 part on log scale; undoing it: 1.
+    """
+    _check_tensor("theta", theta, 3)
+    if theta.shape[1:] != (2, 3):
+        raise ValueError(f"theta: expected N x 2 x 3, got shape {tuple(theta.shape)}")
+    if not isinstance(pose, dict) or {"degrees", "scales", "shifts"} - set(pose):
+        raise ValueError("pose: expected a dict with degrees, scales and shifts (see rts_mnist)")
+    if any(len(v) != len(theta) for v in pose.values()):
+        raise ValueError(f"pose: expected one entry per theta ({len(theta)})")
+    positive_int("canvas", canvas)
+    theta = theta.detach().cpu().double()
+    offset = pose["shifts"].double() * 2 / canvas          # c = shift / (canvas / 2)
+    zoom = theta[:, :, :2].det().abs().sqrt()
+    return dict(translation=_slope(offset.flatten(), theta[:, :, 2].flatten()),
+                rotation=_slope(pose["degrees"], theta_angle(theta)),
+                scale=_slope(pose["scales"].double().log(), zoom.log()))
+
+
 class STN(nn.Module):
     """A spatial transformer: localisation network, grid generator, bilinear sampler.
 
@@ -226,26 +315,33 @@ def localisation_fcn(width: int = 32, pixels: int = 28 * 28) -> nn.Module:
                          nn.Linear(width, width), nn.ReLU())
 
 
-def localisation_cnn(channels: int = 8, width: int = 32) -> nn.Module:
-    """A small convolutional localisation network for 28 x 28 inputs (two 5x5 conv + pool)."""
-    for name, value in (("channels", channels), ("width", width)):
+def localisation_cnn(channels: int = 8, width: int = 32, size: int = 28) -> nn.Module:
+    """A small convolutional localisation network for ``size`` x ``size`` inputs (two 5x5
+    convolutions, each with 2x2 max-pooling, then ``width`` units)."""
+    for name, value in (("channels", channels), ("width", width), ("size", size)):
         positive_int(name, value)
+    side = ((size - 4) // 2 - 4) // 2
+    if side < 1:
+        raise ValueError(f"size: expected at least 16 pixels, got {size}")
     return nn.Sequential(nn.Conv2d(1, channels, 5), nn.MaxPool2d(2), nn.ReLU(),
                          nn.Conv2d(channels, channels, 5), nn.MaxPool2d(2), nn.ReLU(),
-                         nn.Flatten(), nn.Linear(channels * 4 * 4, width), nn.ReLU())
+                         nn.Flatten(), nn.Linear(channels * side * side, width), nn.ReLU())
 
 
 class Classifier(nn.Module):
-    """A classifier with an optional spatial transformer in front of it; returns logits."""
+    """A classifier of ``size`` x ``size`` images with an optional spatial transformer in front
+    of it; returns logits."""
 
-    def __init__(self, body: nn.Module, stn: STN | None = None):
+    def __init__(self, body: nn.Module, stn: STN | None = None, size: int = 28):
         super().__init__()
-        self.stn, self.body = stn, body
+        positive_int("size", size)
+        self.stn, self.body, self.size = stn, body, size
 
     def forward(self, images: Tensor) -> Tensor:
         _check_tensor("images", images, 4)
-        if images.shape[1:] != (1, 28, 28):
-            raise ValueError(f"images: expected N x 1 x 28 x 28, got shape {tuple(images.shape)}")
+        if images.shape[1:] != (1, self.size, self.size):
+            raise ValueError(f"images: expected N x 1 x {self.size} x {self.size}, "
+                             f"got shape {tuple(images.shape)}")
         return self.body(images if self.stn is None else self.stn(images))
 
     def loss(self, images: Tensor, labels: Tensor) -> Tensor:
@@ -253,30 +349,44 @@ class Classifier(nn.Module):
         return F.cross_entropy(self(images), labels)
 
 
-def fcn(width: int = 128, stn: bool = False, fused: bool = False) -> Classifier:
+def fcn(width: int = 128, stn: bool = False, fused: bool = False, size: int = 28) -> Classifier:
     """The FCN baseline (two ReLU hidden layers of ``width``), or ST-FCN with ``stn=True``."""
-    positive_int("width", width)
-    body = nn.Sequential(nn.Flatten(), nn.Linear(28 * 28, width), nn.ReLU(),
+    for name, value in (("width", width), ("size", size)):
+        positive_int(name, value)
+    body = nn.Sequential(nn.Flatten(), nn.Linear(size * size, width), nn.ReLU(),
                          nn.Linear(width, width), nn.ReLU(), nn.Linear(width, 10))
-    return Classifier(body, STN(localisation_fcn(), 32, fused=fused) if stn else None)
+    transformer = STN(localisation_fcn(pixels=size * size), 32, fused=fused) if stn else None
+    return Classifier(body, transformer, size)
 
 
-def cnn(channels: int = 8, stn: bool = False, fused: bool = False) -> Classifier:
+def cnn(channels: int = 8, stn: bool = False, fused: bool = False, size: int = 28) -> Classifier:
     """The CNN baseline (9x9 and 7x7 convolutions, each with 2x2 max-pooling), or ST-CNN."""
-    positive_int("channels", channels)
+    for name, value in (("channels", channels), ("size", size)):
+        positive_int(name, value)
+    side = size // 2 // 2
     body = nn.Sequential(nn.Conv2d(1, channels, 9, padding=4), nn.MaxPool2d(2), nn.ReLU(),
                          nn.Conv2d(channels, channels, 7, padding=3), nn.MaxPool2d(2), nn.ReLU(),
-                         nn.Flatten(), nn.Linear(channels * 7 * 7, 10))
-    return Classifier(body, STN(localisation_cnn(), 32, fused=fused) if stn else None)
+                         nn.Flatten(), nn.Linear(channels * side * side, 10))
+    transformer = STN(localisation_cnn(size=size), 32, fused=fused) if stn else None
+    return Classifier(body, transformer, size)
 
 
 def build(name: str, scale: dict) -> Classifier:
-    """One of ``MODELS`` at the given ``SCALES`` entry."""
+    """One of ``MODELS`` at the given ``SCALES`` entry.
+
+    "ST-FCN, theta = I" is the control: an ST-FCN whose regression layer is frozen at its
+    identity start, so theta never moves: the same network, the same steps, no transformation.
+    """
     if name not in MODELS:
         raise ValueError(f"name: expected one of {MODELS}, got {name!r}")
-    if name.endswith("FCN"):
-        return fcn(scale["width"], stn=name.startswith("ST"), fused=scale["fused"])
-    return cnn(scale["channels"], stn=name.startswith("ST"), fused=scale["fused"])
+    size = scale["size"]
+    if "FCN" in name:
+        model = fcn(scale["width"], stn=name.startswith("ST"), fused=scale["fused"], size=size)
+    else:
+        model = cnn(scale["channels"], stn=name.startswith("ST"), fused=scale["fused"], size=size)
+    if name.endswith(FROZEN):
+        model.stn.regression.requires_grad_(False)
+    return model
 
 
 def train(name: str, scale: dict, images: Tensor, labels: Tensor, seed: int = 0,
@@ -284,7 +394,8 @@ def train(name: str, scale: dict, images: Tensor, labels: Tensor, seed: int = 0,
     """Build model ``name`` and fit it with Adam for ``scale["epochs"][name]`` epochs."""
     generator = seed_everything(seed)
     model = build(name, scale).to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=scale["lr"])
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.Adam(trainable, lr=scale["lr"])
     fit(model, model.loss, (images, labels), optimizer, scale["epochs"][name],
         scale["batch_size"], generator, progress=False)
     return model

@@ -61,6 +61,43 @@ def finite_loss(loss: Tensor, where: str) -> float:
     return value
 
 
+def _in_jupyter() -> bool:
+    """True inside a Jupyter kernel (Jupyter, Colab, nbval), where stderr is not a terminal."""
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return False
+    shell = get_ipython()
+    return shell is not None and getattr(shell, "kernel", None) is not None
+
+
+class _NotebookLine:
+    """Where tqdm writes inside Jupyter: one output line, replaced in place as training runs.
+
+    tqdm's own notebook bar is a widget, and its terminal bar leaves one saved output fragment per
+    refresh ("\\rtraining: 22%|..."), which the website then shows as a stack of grey boxes.
+    Here the live bar is a single display that ``close`` replaces with a summary holding no
+    timings, so the saved notebook is the same on every run and every machine.
+    """
+
+    def __init__(self) -> None:
+        from IPython.display import Pretty, display
+
+        self._pretty = Pretty
+        self._handle = display(Pretty("training"), display_id=True)
+
+    def write(self, text: str) -> None:
+        text = text.strip("\r\n ")
+        if text:
+            self._handle.update(self._pretty(text))
+
+    def flush(self) -> None:
+        pass
+
+    def close(self, summary: str) -> None:
+        self._handle.update(self._pretty(summary))
+
+
 def fit(model: nn.Module, loss_fn: Callable[[Tensor], Tensor], data: Tensor | tuple[Tensor, ...],
         optimizer: torch.optim.Optimizer, epochs: int, batch_size: int = 100,
         generator: torch.Generator | None = None, max_seconds: float | None = None,
@@ -82,8 +119,9 @@ def fit(model: nn.Module, loss_fn: Callable[[Tensor], Tensor], data: Tensor | tu
     device = next(model.parameters()).device
     history, elapsed = History(), 0.0
     steps = epochs * math.ceil(n / batch_size)
+    line = _NotebookLine() if progress and _in_jupyter() else None
     with tqdm(total=steps, disable=not progress, leave=False, desc="training",
-              mininterval=2.0) as bar:
+              mininterval=2.0, file=line) as bar:
         for epoch in range(epochs):
             start, total = time.perf_counter(), 0.0
             model.train()
@@ -106,6 +144,9 @@ def fit(model: nn.Module, loss_fn: Callable[[Tensor], Tensor], data: Tensor | tu
                 on_epoch_end(epoch, elapsed)
             if max_seconds is not None and elapsed >= max_seconds:
                 break
+    if line is not None:
+        done = len(history.loss)
+        line.close(f"trained {done} epoch{'s' * (done != 1)} ({done * math.ceil(n / batch_size):,} steps)")
     model.eval()
     return history
 

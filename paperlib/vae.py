@@ -97,6 +97,28 @@ def elbo(x: Tensor, decoded: Tensor, mu: Tensor, logvar: Tensor, z: Tensor | Non
     return log_px_z - divergence
 
 
+def iw_bound(log_weights: Tensor, k: int) -> Tensor:
+    """Estimate of the K-sample importance-weighted bound L_k per example (Burda et al., 2016).
+
+    ``log_weights`` holds S independent log-weights per example, shape (S, N), with S a multiple
+    of ``k``. They are split into S / k disjoint groups of ``k``; each group gives one draw of
+    log (1/k) sum_i w_i, and the draws are averaged: an unbiased estimate of
+    L_k = E[log (1/k) sum_i w_i], which satisfies ELBO = L_1 <= L_k <= L_{k+1} <= log p(x).
+    """
+    if not isinstance(log_weights, Tensor):
+        raise TypeError(f"log_weights: expected a tensor, got {type(log_weights).__name__}")
+    if log_weights.dim() != 2:
+        raise ValueError("log_weights: expected shape (samples, examples), got "
+                         f"{tuple(log_weights.shape)}")
+    positive_int("k", k)
+    samples = log_weights.shape[0]
+    if samples % k:
+        raise ValueError(f"k: expected a divisor of the {samples} samples, got {k}")
+    groups = log_weights.reshape(samples // k, k, -1)
+    # L_k ~ mean over groups g of [ log sum_{i in g} w_i - log k ]
+    return (torch.logsumexp(groups, dim=1) - math.log(k)).mean(dim=0)
+
+
 class _Encoder:
     """encode/forward shared by the MLP and conv VAEs; subclasses define ``_check`` (input shape),
     ``encoder`` (x -> [mu, logvar]) and ``decode``."""
@@ -154,13 +176,9 @@ class VAE(_Encoder, nn.Module):
         return -self.elbo(x).mean()
 
     @torch.no_grad()
-    def log_px(self, x: Tensor, samples: int = 100, generator: torch.Generator | None = None
-               ) -> Tensor:
-        """Importance-sampled estimate of log p(x) per example, with q(z|x) as the proposal.
-
-        log p(x) ~ log (1/K) sum_k p(x, z_k) / q(z_k|x), z_k ~ q(z|x): a lower bound in
-        expectation that tightens as K grows (Burda et al., 2016); K = 1 is the ELBO.
-        """
+    def log_weights(self, x: Tensor, samples: int = 100, generator: torch.Generator | None = None
+                    ) -> Tensor:
+        """Log importance weights log p(x, z_k) - log q(z_k|x), z_k ~ q(z|x): shape (samples, N)."""
         positive_int("samples", samples)
         flat = self._flat(x)
         mu, logvar = self.encode(flat)
@@ -173,7 +191,18 @@ class VAE(_Encoder, nn.Module):
             zero = torch.zeros_like(z)
             # log w_k = log p(x|z_k) + log p(z_k) - log q(z_k|x)
             weights.append(log_lik + log_normal(z, zero, zero) - log_normal(z, mu, logvar))
-        return torch.logsumexp(torch.stack(weights), dim=0) - math.log(samples)
+        return torch.stack(weights)
+
+    @torch.no_grad()
+    def log_px(self, x: Tensor, samples: int = 100, generator: torch.Generator | None = None
+               ) -> Tensor:
+        """Importance-sampled estimate of log p(x) per example, with q(z|x) as the proposal.
+
+        log p(x) ~ log (1/K) sum_k p(x, z_k) / q(z_k|x), z_k ~ q(z|x): its expectation is a lower
+        bound on log p(x) that does not decrease as K grows (Burda et al., 2016); with K = 1 it
+        is a one-sample unbiased estimate of the ELBO, not the ELBO itself.
+        """
+        return iw_bound(self.log_weights(x, samples, generator), samples)
 
     @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:

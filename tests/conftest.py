@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -25,6 +26,10 @@ settings.load_profile("paperlib")
 EQUATIONS = pytest.StashKey[dict]()
 # Live cells (tests/test_live_cells.py): timings and sizes measured in the browser, printed at the end.
 LIVE_REPORT = pytest.StashKey[dict]()
+# Each chapter's derivations and how each step was established, filled by
+# tests/test_chapter_proofs.py; printed as a table and written to _build/proof-coverage.json.
+PROOF_COVERAGE = pytest.StashKey[dict]()
+COVERAGE_FILE = REPO / "_build" / "proof-coverage.json"
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -33,6 +38,9 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config: pytest.Config) -> None:
+    chapters = config.stash.get(PROOF_COVERAGE, {})
+    if chapters:
+        _report_coverage(terminalreporter, chapters)
     counts = config.stash.get(EQUATIONS, {})
     if counts:
         terminalreporter.section("MathJax equations rendered per page (mjx-container)")
@@ -43,6 +51,25 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config: pytest.Config)
         terminalreporter.section("Live cells (Pyodide in the browser)")
         for key, value in live.items():
             terminalreporter.write_line(f"{key}: {value}")
+
+
+def _report_coverage(terminalreporter, chapters: dict) -> None:
+    """One row per chapter: derivations, steps, and how the steps were established."""
+    methods = ("symbolic", "numeric", "instance", "unchecked")
+    terminalreporter.section("Proof coverage (steps of checked derivations; make proofs)")
+    terminalreporter.write_line(f"{'chapter':20s} {'derivations':>11s} {'steps':>6s} "
+                                + " ".join(f"{m:>9s}" for m in methods) + f" {'no scope':>9s}")
+    for name, derivations in sorted(chapters.items()):
+        steps = [s for d in derivations for s in d["steps"]]
+        undeclared = sum(d["scope"] == "undeclared" for d in derivations)
+        terminalreporter.write_line(f"{name:20s} {len(derivations):11d} {len(steps):6d} "
+                                    + " ".join(f"{sum(s['method'] == m for s in steps):9d}"
+                                               for m in methods) + f" {undeclared:9d}")
+    COVERAGE_FILE.parent.mkdir(exist_ok=True)
+    previous = json.loads(COVERAGE_FILE.read_text()) if COVERAGE_FILE.exists() else {"chapters": {}}
+    previous["chapters"].update(chapters)
+    COVERAGE_FILE.write_text(json.dumps(previous, indent=1, ensure_ascii=False) + "\n")
+    terminalreporter.write_line(f"written to {COVERAGE_FILE.relative_to(REPO)}")
 
 
 @pytest.fixture

@@ -5,14 +5,11 @@ import math
 import pytest
 import sympy as sp
 import torch
-import torch.nn.functional as F
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from paperlib import adam
 from paperlib.proofs import check_answer
-from paperlib.train import fit
-from paperlib.vae import VAE
 
 
 def run_both(amsgrad, dtype, steps=1000, betas=(0.9, 0.999), lr=1e-2, eps=1e-8, size=30, seed=0):
@@ -206,16 +203,47 @@ def test_every_scale_builds_and_trains_for_two_steps(scale):
     torch.manual_seed(0)
     x = torch.rand(2 * cfg["batch_size"], 784)
     y = torch.randint(0, 10, (len(x),))
-    model = torch.nn.Linear(784, 10)
-    history = fit(model, lambda a, b: F.cross_entropy(model(a), b), (x, y),
-                  adam.Adam(model.parameters(), lr=0.03), 1, cfg["batch_size"], progress=False)
-    assert math.isfinite(history.loss[0])
-    net = VAE(hidden=cfg["vae_hidden"], z_dim=20)
+    run = adam.train_logreg(lambda p: adam.Adam(p, lr=0.03), x, y, 1, cfg["batch_size"],
+                            held_out=[(x[:10], y[:10])])
+    assert len(run["losses"]) == 2 and math.isfinite(run["train"]) and math.isfinite(run["held_out"][0])
     for corrected in (True, False):
-        history = fit(net, net.loss, x[:200], adam.Adam(net.parameters(), lr=3e-3, betas=(0.9, 0.9999),
-                                                         bias_correction=corrected),
-                      1, 100, progress=False)
-        assert math.isfinite(history.loss[0])
+        run = adam.train_vae(x[:200], 0.9999, corrected, 3e-3, steps=2, hidden=cfg["vae_hidden"],
+                             held_out=[x[:10]])
+        assert len(run["losses"]) == 2 and all(map(math.isfinite, run["losses"] + run["held_out"]))
+
+
+def test_train_logreg_fits_and_is_seeded():
+    torch.manual_seed(0)
+    x = torch.randn(300, 20)
+    y = (x[:, :10].argmax(dim=1))                       # a linearly separable labelling
+    make = lambda p: adam.Adam(p, lr=0.05)              # noqa: E731
+    first = adam.train_logreg(make, x, y, epochs=20, batch_size=50, seed=3, held_out=[(x, y)])
+    again = adam.train_logreg(make, x, y, epochs=20, batch_size=50, seed=3)
+    other = adam.train_logreg(make, x, y, epochs=20, batch_size=50, seed=4)
+    assert first["losses"][-1] < 0.5 * first["losses"][0]
+    assert first["held_out"] == [first["train"]] and again["held_out"] == []
+    assert first["losses"] == again["losses"] and first["losses"] != other["losses"]
+
+
+def test_train_vae_stops_at_steps_and_reports_divergence():
+    torch.manual_seed(0)
+    x = torch.rand(250, 784)
+    run = adam.train_vae(x, 0.999, True, 1e-3, steps=7, hidden=16, batch_size=50, held_out=[x[:20]])
+    assert len(run["losses"]) == 7 and run["losses"][-1] < run["losses"][0]
+    assert len(run["held_out"]) == 1 and math.isfinite(run["held_out"][0])
+    # a step size this large makes the loss overflow: the curve stops there and nothing is scored
+    wild = adam.train_vae(x, 0.9999, False, 1e3, steps=30, hidden=16, batch_size=50, held_out=[x[:20]])
+    assert len(wild["losses"]) < 30 and wild["held_out"] == [None]
+
+
+def test_the_uncorrected_step_rises_before_it_decays():
+    """The chapter's corrected claim: (1 - beta1^t) / sqrt(1 - beta2^t) peaks near t = 12 at about
+    twice its first value; it does not decay from t = 1."""
+    for beta2, peak in ((0.99, 2.13), (0.999, 6.57), (0.9999, 20.7)):
+        f = [(1 - 0.9**t) / math.sqrt(1 - beta2**t) for t in range(1, 2001)]
+        top = max(range(len(f)), key=f.__getitem__) + 1
+        assert 11 <= top <= 13 and abs(f[top - 1] / peak - 1) < 0.005
+        assert 2.0 < f[top - 1] / f[0] < 2.2
 
 
 # The chapter's "derive it yourself" exercises: the expected answers as the notebook builds them,
@@ -243,12 +271,23 @@ def test_exercise_checkers_accept_the_answer_and_reject_a_slip(expected, assumpt
 
 
 def test_the_notebook_builds_the_same_expected_answers():
+    """The notebook derives the first two expected answers; the derivations give the table's."""
     import nbformat
     from pathlib import Path
 
     nb = nbformat.read(Path(__file__).resolve().parents[1] / "chapters/optimization/adam.ipynb", 4)
     source = "\n".join(c.source for c in nb.cells if c.cell_type == "code")
-    assert "expected_first = alpha * (1 - beta1) / sp.sqrt(1 - beta2)" in source
-    assert "expected_v = (1 - beta2**t) * (mu**2 + sigma**2)" in source
+    assert ("expected_first = sp.simplify(alpha * unrolled(beta1, [g_1]) / "
+            "sp.sqrt(unrolled(beta2, [g_1**2])))") in source
+    assert ("expected_v = sp.simplify(((1 - beta2) * sp.Sum(beta2 ** (t - i), (i, 1, t)) * "
+            "Expectation(G**2)).doit())") in source
     assert ("expected_growing = (1 - beta1) / (1 - beta1 / r) * sp.sqrt(1 - beta2 / r**2) / "
             "sp.sqrt(1 - beta2)") in source
+    from sympy.stats import Expectation, Normal
+
+    g_1, i = sp.Symbol("g_1", positive=True), sp.Symbol("i", integer=True, positive=True)
+    first = sp.simplify(alpha * (1 - beta1) * g_1 / sp.sqrt((1 - beta2) * g_1**2))
+    G = Normal("G", mu, sigma)
+    second = sp.simplify(((1 - beta2) * sp.Sum(beta2 ** (t - i), (i, 1, t)) * Expectation(G**2)).doit())
+    assert check_answer(str(first), EXERCISES[0][0], assumptions=DECAYS)
+    assert check_answer(str(second), EXERCISES[1][0], assumptions=DECAYS)

@@ -65,6 +65,10 @@ BAD_INPUTS = [
     bad("adam.Adam", lambda: adam.Adam([nn.Parameter(torch.zeros(2))], betas=(0.9, 1.0)),
         ValueError, r"^betas\b"),
     bad("adam.reddi_online", lambda: adam.reddi_online(True, steps=0), ValueError, r"^steps\b"),
+    bad("adam.train_logreg", lambda: adam.train_logreg(adam.Adam, X[:, 0], X[:, 0].long(), 1),
+        ValueError, r"^x\b"),
+    bad("adam.train_vae", lambda: adam.train_vae(X, 0.999, True, 1e-3, steps=0, hidden=4),
+        ValueError, r"^steps\b"),
     # data
     bad("data.read_idx", lambda: data.read_idx("t10k-images-idx3-ubyte.gz", kind="pixels"),
         ValueError, r"^kind\b"),
@@ -179,6 +183,11 @@ BAD_INPUTS = [
         ValueError, r"^degrees\b"),
     bad("stn.rotated_mnist", lambda: stn.rotated_mnist(max_degrees=270.0),
         ValueError, r"^max_degrees\b"),
+    bad("stn.placement_theta", lambda: stn.placement_theta(torch.zeros(2), -torch.ones(2),
+                                                           torch.zeros(2, 2), 42),
+        ValueError, r"^scales\b"),
+    bad("stn.rts_mnist", lambda: stn.rts_mnist(scale_range=(1.2, 0.7)), ValueError, r"^scale_range\b"),
+    bad("stn.pose_slopes", lambda: stn.pose_slopes(torch.zeros(2, 2, 3), {}, 42), ValueError, r"^pose\b"),
     bad("stn.STN", lambda: stn.STN(nn.Flatten(), features=0), ValueError, r"^features\b"),
     bad("stn.localisation_fcn", lambda: stn.localisation_fcn(width=0), ValueError, r"^width\b"),
     bad("stn.localisation_cnn", lambda: stn.localisation_cnn(channels=0),
@@ -209,6 +218,7 @@ BAD_INPUTS = [
     bad("vae.elbo", lambda: vae.elbo(X, X, X, X, likelihood="poisson"),
         ValueError, r"^likelihood\b"),
     bad("vae.VAE", lambda: vae.VAE(x_dim=4, hidden=0), ValueError, r"^hidden\b"),
+    bad("vae.iw_bound", lambda: vae.iw_bound(torch.zeros(6, 2), k=4), ValueError, r"^k\b"),
     bad("vae.beta_vae_loss", lambda: vae.beta_vae_loss(X, X, X, X, beta=-1.0),
         ValueError, r"^beta\b"),
     bad("vae.capacity_loss", lambda: vae.capacity_loss(X, X, X, X, C=NAN), ValueError, r"^C\b"),
@@ -224,6 +234,7 @@ BAD_INPUTS = [
 
 EXEMPT = {
     "data.digits": "takes no arguments",
+    "plot.use_book_style": "takes no arguments",
     "flows.one_thread": "a context manager that takes no arguments",
     "flows.m": "the elementwise map -1 + softplus(x): every real tensor of any shape is valid",
     "flows.standard_normal_energy": "||z||^2 / 2 over the last dimension: every real tensor is "
@@ -231,6 +242,7 @@ EXEMPT = {
     "gan.GANHistory": "a dataclass of recorded losses that train_gan fills, not user input",
     "train.History": "a dataclass of recorded losses that fit fills, not user input",
     "claims.ClaimError": "an exception class: raised by claim, not called by readers",
+    "proofs.DisplayMath": "holds a LaTeX string for display; Derivation.math builds it",
     "proofs.StepError": "an exception class: raised by Derivation.check, not called by readers",
 }
 

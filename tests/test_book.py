@@ -171,3 +171,20 @@ def test_no_page_shows_test_plumbing(built_book) -> None:
             continue
         text = _visible_text(page.read_text(encoding="utf-8"))
         assert "NBVAL" not in text, f"{page.relative_to(built_book.html)} shows an nbval marker"
+
+
+def test_every_figure_has_a_numbered_caption_and_real_alt_text(built_book,
+                                                               toc_chapters: list[Path]) -> None:
+    """A chapter's figures (notebook outputs) carry alt text that describes them, not their file
+    path, and sit in a numbered figure with a caption (myst-nb reads both from cell metadata)."""
+    problems = []
+    for chapter in toc_chapters:
+        page = (built_book.html / chapter.with_suffix(".html")).read_text(encoding="utf-8")
+        for alt, src in re.findall(r'<img alt="([^"]*)"[^>]*src="([^"]*_images/[^"]+)"', page):
+            if not alt.strip() or re.search(r"\.(png|jpe?g|svg)$|_images/", alt):
+                problems.append(f"{chapter}: {src} has alt text {alt!r}")
+        images = len(re.findall(r'<img [^>]*src="[^"]*_images/', page))
+        captions = len(re.findall(r'<span class="caption-number">Fig\. ', page))
+        if captions < images:
+            problems.append(f"{chapter}: {images} figures, {captions} numbered captions")
+    assert not problems, "\n".join(problems)

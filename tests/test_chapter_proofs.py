@@ -7,6 +7,8 @@ no training, so the whole book's proofs are checked in seconds.
 
 from __future__ import annotations
 
+import copy
+import sys
 from pathlib import Path
 
 import nbformat
@@ -15,9 +17,12 @@ import sympy as sp
 
 from paperlib import proofs
 
+from conftest import PROOF_COVERAGE
+
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted(p for p in (ROOT / "chapters").rglob("*.ipynb") if ".ipynb_checkpoints" not in p.parts)
 KEEP = {"parameters", "setup", "proof"}
+ORIGINAL_CHECK = proofs.Derivation.check  # before any test patches it
 
 
 def proof_cells(notebook: Path) -> list[str]:
@@ -27,7 +32,8 @@ def proof_cells(notebook: Path) -> list[str]:
 
 
 def run_cells(sources: list[str], name: str) -> dict:
-    namespace = {"__name__": f"proofs_of_{name}", "display": lambda *args, **kwargs: None}
+    namespace = {"__name__": f"proofs_of_{name}", "display": lambda *args, **kwargs: None,
+                 "sp": sp, "Derivation": proofs.Derivation}
     for number, source in enumerate(sources):
         code = compile(source, f"<{name} proof cell {number}>", "exec")
         exec(code, namespace)  # noqa: S102 - the book's own notebooks
@@ -38,46 +44,125 @@ def ids(path: Path) -> str:
     return str(path.relative_to(ROOT))
 
 
+class Ledger:
+    """Every Derivation a chapter builds, and what became of it: checked, refuted, or neither."""
+
+    def __init__(self, monkeypatch):
+        self.built, self.checked, self.refuted = [], set(), set()
+        init, check, refute = proofs.Derivation.__init__, proofs.Derivation.check, proofs.Derivation.refute
+        ledger = self
+
+        def tracked_init(self, *args, **kwargs):
+            init(self, *args, **kwargs)
+            ledger.built.append(self)
+
+        def tracked_check(self):
+            result = check(self)  # raises for a wrong step: then it is not counted as checked
+            ledger.checked.add(id(self))
+            return result
+
+        def tracked_refute(self):
+            ledger.refuted.add(id(self))
+            return refute(self)
+
+        monkeypatch.setattr(proofs.Derivation, "__init__", tracked_init)
+        monkeypatch.setattr(proofs.Derivation, "check", tracked_check)
+        monkeypatch.setattr(proofs.Derivation, "refute", tracked_refute)
+
+    @property
+    def proofs(self) -> list[proofs.Derivation]:
+        """The derivations that stand for a true statement (pitfalls, refuted, are not proofs)."""
+        return [d for d in self.built if id(d) not in self.refuted]
+
+    def never_checked(self) -> list[str]:
+        return [d.title or repr(d) for d in self.proofs if id(d) not in self.checked]
+
+
+def method(derivation: proofs.Derivation, step) -> str:
+    if step.verdict is None or not step.verdict.holds:
+        return "unchecked"
+    if (derivation.scope or "").startswith("instance"):
+        return "instance"
+    return step.verdict.method
+
+
+def coverage(ledger: Ledger) -> list[dict]:
+    """The proof-coverage record of one chapter (the format of _build/proof-coverage.json)."""
+    relation = {"=": "=", "<=": "<=", ">=": ">="}
+    return [{"title": d.title, "label": getattr(d, "label", None), "scope": d.scope or "undeclared",
+             "steps": [{"tex": proofs._tex(d.display.get(n, step.expr)) if n not in d.display
+                        else d.display[n], "relation": relation[step.relation],
+                        "method": method(d, step),
+                        "points": step.verdict.points if step.verdict and step.verdict.holds else 0}
+                       for n, step in enumerate(d.steps, start=1)]}
+            for d in ledger.proofs]
+
+
 @pytest.mark.parametrize("notebook", NOTEBOOKS, ids=ids)
-def test_every_derivation_in_the_chapter_holds(notebook):
+def test_every_derivation_holds_and_every_corrupted_step_fails(notebook, monkeypatch, pytestconfig):
+    """Run the chapter's proof cells (one execution serves both halves of the test):
+
+    1. every check passes, and every Derivation built for a true statement is checked: one that
+       is built and displayed but never checked proves nothing;
+    2. each step of each checked derivation, corrupted one at a time (an equality shifted by 1/7,
+       an inequality reversed), makes the check raise StepError. Only the corrupted step and the
+       one after it are re-checked: the steps before it are unchanged and already checked.
+       Pitfalls, the derivations meant to fail (refuted), are left alone.
+    """
     sources = proof_cells(notebook)
     assert any("Derivation(" in s for s in sources), f"{notebook}: no cell tagged 'proof'"
+    ledger = Ledger(monkeypatch)
     run_cells(sources, notebook.stem)
+    pytestconfig.stash.setdefault(PROOF_COVERAGE, {})[notebook.stem] = coverage(ledger)
+    assert ledger.proofs, "the chapter checks no derivation"
+    assert not ledger.never_checked(), f"built but never checked or refuted: {ledger.never_checked()}"
+
+    survivors, caught = [], 0
+    for d in ledger.proofs:
+        for n, step in enumerate(d.steps):
+            window = copy.copy(d)
+            window.start = d.start if n == 0 else d.steps[n - 1].expr
+            window.steps = [corrupted(step)] + [copy.copy(s) for s in d.steps[n + 1:n + 2]]
+            try:
+                ORIGINAL_CHECK(window)
+            except proofs.StepError:
+                caught += 1
+            except (TypeError, ValueError) as error:  # a corruption SymPy cannot even form
+                survivors.append(f"{d.title or repr(d)}, step {n + 1}: cannot be corrupted ({error})")
+            else:
+                survivors.append(f"{d.title or repr(d)}, step {n + 1} ({step.why})")
+    assert not survivors, "checks that accepted a corrupted step:\n" + "\n".join(survivors)
+    assert caught, "no step was corrupted"
 
 
-@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=ids)
-def test_every_check_rejects_a_corrupted_step(notebook, monkeypatch):
-    """Corrupt the last step of every derivation the chapter checks (an equality shifted by
-    1/7, an inequality reversed): each corrupted chain must raise StepError. Pitfalls, the
-    derivations meant to fail, are left alone; the real checks run as usual."""
-    original = proofs.Derivation.check
-    survivors, corrupted = [], []
+def corrupted(step):
+    """The step made wrong: an equality shifted by 1/7, an inequality turned round."""
+    wrong = copy.copy(step)
+    if step.relation == "=":
+        wrong.expr = step.expr + sp.Rational(1, 7)
+    else:
+        wrong.relation = "<=" if step.relation == ">=" else ">="
+    wrong.verdict = None
+    return wrong
 
-    def check(self):
-        result = original(self)  # a pitfall raises here, as refute() expects
-        verdicts = [step.verdict for step in self.steps]
-        last = self.steps[-1]
-        saved = (last.expr, last.relation)
-        if last.relation == "=":
-            last.expr = last.expr + sp.Rational(1, 7)
-        else:
-            last.relation = "<=" if last.relation == ">=" else ">="
-        try:
-            original(self)
-        except proofs.StepError:
-            corrupted.append(self.title)
-        else:
-            survivors.append(self.title or repr(self))
-        finally:
-            last.expr, last.relation = saved
-            for step, verdict in zip(self.steps, verdicts):
-                step.verdict = verdict
-        return result
 
-    monkeypatch.setattr(proofs.Derivation, "check", check)
-    run_cells(proof_cells(notebook), notebook.stem)
-    assert corrupted, "no derivation was checked"
-    assert not survivors, f"checks that accepted a corrupted step: {survivors}"
+def test_the_ledger_catches_a_derivation_that_is_never_checked(monkeypatch):
+    ledger = Ledger(monkeypatch)
+    run_cells(["x = sp.Symbol('x')\nshown = Derivation(x**2).step(x * x)\n"
+               "Derivation(x).step(x).check()\nDerivation(x).step(x + 1).refute()"], "demo")
+    assert len(ledger.built) == 3 and len(ledger.proofs) == 2
+    assert ledger.never_checked() == [repr(ledger.built[0])]
+
+
+def test_a_step_that_survives_corruption_is_reported(monkeypatch, pytestconfig):
+    """The control for the mutation half: a '>=' step between equal expressions survives being
+    turned round, so the test must name it."""
+    source = "x = sp.Symbol('x')\nDerivation(x**2).step(x * x, rel='>=', why='weak').check()"
+    monkeypatch.setattr(sys.modules[__name__], "proof_cells", lambda notebook: [source])
+    with pytest.raises(AssertionError, match=r"step 1 \(weak\)"):
+        test_every_derivation_holds_and_every_corrupted_step_fails(Path("demo.ipynb"), monkeypatch,
+                                                                  pytestconfig)
+    pytestconfig.stash[PROOF_COVERAGE].pop("demo", None)
 
 
 def test_dropping_the_half_in_the_chapters_gaussian_kl_fails():

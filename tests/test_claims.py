@@ -11,15 +11,15 @@ from paperlib.claims import ClaimError, claim
 
 
 def test_a_claim_that_holds_prints_the_bound_not_the_value(capsys):
-    margin = claim("ST-FCN beats FCN", 0.042, at_least=0.01, scale=100, unit=" points")
-    assert margin == pytest.approx(0.032)
+    result = claim("ST-FCN beats FCN", 0.042, at_least=0.01, scale=100, unit=" points")
+    assert result is None  # a returned margin would be displayed, CPU-dependent, as a cell's value
     out = capsys.readouterr().out
     assert out == "✓ ST-FCN beats FCN (asserted ≥ 1 points)\n"
     assert "4.2" not in out  # the measured value moves across CPUs; the line must not
 
 
 def test_at_most_and_tensor_values(capsys):
-    assert claim("the KL is small", torch.tensor(0.1), at_most=0.5) == pytest.approx(0.4)
+    claim("the KL is small", torch.tensor(0.1), at_most=0.5)
     assert "≤ 0.5" in capsys.readouterr().out
 
 

@@ -7,7 +7,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from paperlib.flows import (SCALES, FlowVAE, NormalizingFlow, PlanarFlow, annealed_beta, box_wall,
+from paperlib.flows import (MARGIN, SCALES, FlowVAE, NormalizingFlow, PlanarFlow, annealed_beta, box_wall,
                             fit_potentials, free_energy, kl_box, log_normalizer, m, planar,
                             planar_inverse, potential, stack_forward, u_hat)
 from paperlib.proofs import check_answer
@@ -58,12 +58,33 @@ def test_u_hat_always_gives_an_invertible_flow(u, w):
     uh = u_hat(u, w)
     assert torch.isfinite(uh).all()
     if (w * w).sum() > 1e-6:
-        # w^T u_hat = m(w^T u) > -1
-        torch.testing.assert_close((w * uh).sum(), m((w * u).sum()))
-        # > -1 in exact arithmetic; at w^T u near -30 it rounds to -1 (planar accepts that)
-        assert (w * uh).sum() > -1 - 1e-12
-        z_new, log_det = planar(torch.randn(3, 2), uh, w, 0.5)
+        # w^T u_hat = max(m(w^T u), -1 + MARGIN) > -1
+        torch.testing.assert_close((w * uh).sum(), m((w * u).sum()).clamp_min(-1 + MARGIN))
+        assert (w * uh).sum() > -1
+        # the worst point: a = w^T z + b = 0, where h' = 1 and the log-determinant is smallest
+        z = torch.randn(3, 2)
+        b = -(z[0] * w).sum()
+        z_new, log_det = planar(z, uh, w, b)
         assert torch.isfinite(z_new).all() and torch.isfinite(log_det).all()
+        assert log_det.min() >= math.log(MARGIN) - 1e-2
+
+
+def test_planar_needs_w_u_strictly_above_minus_one():
+    # at w^T u = -1 the derivative along w, 1 + (w^T u) h'(a), is 0 at a = w^T z + b = 0
+    u, w = torch.tensor([-1.0, 0.0]), torch.tensor([1.0, 0.0])
+    z = torch.tensor([[0.0, 0.3]])
+    with pytest.raises(ValueError, match="^u: expected w\\^T u > -1"):
+        planar(z, u, w, 0.0)
+    # the wrong version: accept w^T u >= -1 and compute the formula anyway -> log det = -inf
+    h = torch.tanh((z * w).sum(-1) + 0.0)
+    assert torch.isinf(torch.log1p((1 - h**2) * (w * u).sum())).all()
+    # the paper's m rounds to exactly -1 for very negative inputs, so u_hat needs its margin
+    for dtype in (torch.float64, torch.float32):
+        w_, z_ = w.to(dtype), z.to(dtype)
+        assert m(torch.tensor(-50.0, dtype=dtype)) == -1
+        uh = u_hat(torch.tensor([-50.0, 0.0], dtype=dtype), w_)
+        assert (w_ * uh).sum() > -1 + MARGIN / 2          # the margin, up to rounding of u + step
+        assert torch.isfinite(planar(z_, uh, w_, 0.0)[1]).all()
 
 
 @settings(max_examples=40, deadline=None)

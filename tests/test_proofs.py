@@ -167,3 +167,15 @@ def test_refute_returns_the_error_of_a_wrong_derivation_and_rejects_a_right_one(
     assert isinstance(error, StepError) and error.number == 1
     with pytest.raises(AssertionError, match="expected a step"):
         Derivation(sp.log(sigma**2)).step(2 * sp.log(sigma)).refute()
+
+
+def test_math_renders_the_checked_chain_with_each_verdict():
+    """What a proof block shows through {glue:math}: the same steps, with their verdicts."""
+    d = Derivation(sp.log(sigma**2), scope="general").step(2 * sp.log(sigma), why="power")
+    assert r"\text{not checked}" in d.math().latex  # before check(), nothing claims a verdict
+    d.check()
+    latex = d.math()._repr_latex_()
+    assert latex.startswith("$$\n\\begin{aligned}") and latex.endswith("\\end{aligned}\n$$")
+    assert r"&= 2 \log{\left(\sigma \right)} && \small\text{✓ symbolic}" in latex
+    instance = Derivation(sp.Abs(x) ** 2, scope="instance: x real").step(x**2, why="square").check()
+    assert instance.math().latex.endswith(r"\text{✓ symbolic, instance}" + "\n\\end{aligned}")

@@ -93,8 +93,15 @@ def test_identity_grid_lands_on_pixel_centres_and_the_gradient_is_the_forward_di
     for sample in (stn.bilinear_sample, torch_sample):
         (dx,) = torch.autograd.grad(sample(row, grid).sum(), grid)
         per_pixel = dx[0, 0, :, 0] * 2 / 5  # d/dx_s = d/dx * dx/dx_s, dx/dx_s = W / 2
-        # (pixel 0 is left out: -0.8 rounds to a coordinate a hair below 0 in floating point)
+        # (pixel 0 is left out: in float64 its coordinate rounds to -1.1e-16, so floor gives -1 and
+        # it gets the left derivative; the chapter counts such centres. W = 8 below has none.)
         torch.testing.assert_close(per_pixel[1:], torch.tensor([3.0, 5.0, 7.0, -16.0]))
+    row = torch.arange(8.0).pow(2).view(1, 1, 1, 8)    # W = 8: every centre is exact in binary
+    grid = stn.affine_grid(torch.eye(2, 3).unsqueeze(0), row.shape).requires_grad_()
+    for sample in (stn.bilinear_sample, torch_sample):
+        (dx,) = torch.autograd.grad(sample(row, grid).sum(), grid)
+        torch.testing.assert_close(dx[0, 0, :, 0] * 2 / 8,
+                                   torch.diff(row[0, 0, 0], append=torch.zeros(1)))
 
 
 def test_normalised_coordinates_round_trip_to_pixels():
@@ -153,10 +160,10 @@ def test_every_model_at_every_scale_builds_and_trains_for_two_steps(name, scale)
     cfg = stn.SCALES[scale]
     torch.manual_seed(0)
     model = stn.build(name, cfg).float()
-    x = torch.rand(2 * cfg["batch_size"], 1, 28, 28, dtype=torch.float32)
+    x = torch.rand(2 * cfg["batch_size"], 1, cfg["size"], cfg["size"], dtype=torch.float32)
     y = torch.randint(0, 10, (len(x),))
     assert model(x[:3]).shape == (3, 10)
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg["lr"])
+    optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=cfg["lr"])
     history = fit(model, model.loss, (x, y), optimizer, epochs=1, batch_size=cfg["batch_size"],
                   progress=False)
     assert math.isfinite(history.loss[0])
@@ -165,12 +172,73 @@ def test_every_model_at_every_scale_builds_and_trains_for_two_steps(name, scale)
 
 def test_train_is_reproducible():
     cfg = dict(stn.SCALES["quick"], epochs={name: 1 for name in stn.MODELS})
-    x = torch.rand(64, 1, 28, 28)
+    x = torch.rand(64, 1, cfg["size"], cfg["size"])
     y = torch.randint(0, 10, (64,))
     a = stn.train("ST-FCN", cfg, x, y, seed=4)
     b = stn.train("ST-FCN", cfg, x, y, seed=4)
     for p, q in zip(a.parameters(), b.parameters()):
         assert torch.equal(p, q)
+
+
+def test_the_frozen_control_keeps_theta_at_the_identity_and_the_st_fcn_moves_it():
+    cfg = dict(stn.SCALES["quick"], epochs={name: 2 for name in stn.MODELS})
+    x, y = torch.rand(64, 1, cfg["size"], cfg["size"]), torch.randint(0, 10, (64,))
+    identity = torch.eye(2, 3).expand(64, 2, 3)
+    frozen = stn.train("ST-FCN" + stn.FROZEN, cfg, x, y, seed=0)
+    moving = stn.train("ST-FCN", cfg, x, y, seed=0)
+    with torch.no_grad():
+        torch.testing.assert_close(frozen.stn.theta(x), identity, rtol=0, atol=0)
+        assert (moving.stn.theta(x) - identity).abs().max() > 1e-4
+        torch.testing.assert_close(frozen(x), frozen.body(x))  # the control computes an FCN
+
+
+def test_placement_theta_puts_the_digit_centre_at_the_shift_and_scales_it():
+    digit = torch.zeros(1, 1, 28, 28)
+    digit[0, 0, 13:15, 13:15] = 1.0   # a 2 x 2 dot at the digit's centre
+    one = lambda degrees, scale, shift: stn.placement_theta(
+        torch.tensor([degrees]), torch.tensor([scale]), torch.tensor([shift]), 42)
+    canvas = stn.bilinear_sample(digit, stn.affine_grid(one(0.0, 1.0, [6.0, -4.0]), (1, 1, 42, 42)))
+    rows, cols = torch.nonzero(canvas[0, 0] > 0.5, as_tuple=True)
+    # the canvas centre is between pixels 20 and 21; +6 right, -4 up
+    assert cols.float().mean() == 20.5 + 6 and rows.float().mean() == 20.5 - 4
+    big = stn.bilinear_sample(digit, stn.affine_grid(one(0.0, 2.0, [0.0, 0.0]), (1, 1, 42, 42)))
+    torch.testing.assert_close(big.sum(), 4 * canvas.sum())    # twice the size, four times the ink
+    # turned by 90 degrees about the digit's centre: a dot right of the centre goes above it
+    right = torch.zeros(1, 1, 28, 28)
+    right[0, 0, 13:15, 20:22] = 1.0
+    up = stn.bilinear_sample(right, stn.affine_grid(one(90.0, 1.0, [0.0, 0.0]), (1, 1, 42, 42)))
+    rows, cols = torch.nonzero(up[0, 0] > 0.5, as_tuple=True)
+    assert cols.float().mean() == 20.5 and rows.float().mean() == 20.5 - 7
+
+
+def test_rts_mnist_is_deterministic_and_its_poses_are_in_range():
+    x, y, pose = stn.rts_mnist("test", seed=3)
+    x2, _, pose2 = stn.rts_mnist("test", seed=3)
+    assert x.shape == (500, 1, 42, 42) and y.shape == (500,)
+    assert torch.equal(x, x2) and all(torch.equal(pose[k], pose2[k]) for k in pose)
+    assert pose["degrees"].abs().max() <= 45 and pose["degrees"].std() > 20
+    assert 0.7 <= pose["scales"].min() and pose["scales"].max() <= 1.2
+    assert pose["shifts"].shape == (500, 2) and pose["shifts"].abs().max() <= 7
+    assert 0 <= x.min() and x.max() <= 1 + 1e-6
+    # the ink's centre of mass follows the shift
+    grid = torch.arange(42.0) - 20.5
+    ink = x[:, 0]
+    centre_x = (ink.sum(1) * grid).sum(1) / ink.sum((1, 2))
+    assert torch.corrcoef(torch.stack([centre_x, pose["shifts"][:, 0]]))[0, 1] > 0.9
+
+
+def test_pose_slopes_are_one_for_a_transformer_that_undoes_the_pose_and_zero_for_the_identity():
+    g = torch.Generator().manual_seed(0)
+    n = 200
+    pose = dict(degrees=(2 * torch.rand(n, generator=g) - 1) * 45, scales=0.7 + 0.5 * torch.rand(n, generator=g),
+                shifts=(2 * torch.rand(n, 2, generator=g) - 1) * 7)
+    # undoing the pose: A = s R(-alpha), reading at the digit's offset c
+    undo = pose["scales"].view(-1, 1, 1) * stn.rotation_theta(-pose["degrees"])[:, :, :2]
+    theta = torch.cat([undo, (pose["shifts"] * 2 / 42).unsqueeze(-1)], -1)
+    slopes = stn.pose_slopes(theta, pose, 42)
+    assert slopes == pytest.approx(dict(translation=1.0, rotation=-1.0, scale=1.0), abs=1e-9)
+    still = stn.pose_slopes(torch.eye(2, 3).expand(n, 2, 3), pose, 42)
+    assert still == pytest.approx(dict(translation=0.0, rotation=0.0, scale=0.0), abs=1e-9)
 
 
 @pytest.mark.parametrize("call, name, error", [
@@ -187,6 +255,13 @@ def test_train_is_reproducible():
     (lambda: stn.theta_angle(torch.zeros(2, 3, 2)), "theta", ValueError),
     (lambda: stn.rotate(torch.zeros(2, 1, 4, 4), torch.zeros(3)), "degrees", ValueError),
     (lambda: stn.rotated_mnist(max_degrees=-5), "max_degrees", ValueError),
+    (lambda: stn.rts_mnist(scale_range=(1.2, 0.7)), "scale_range", ValueError),
+    (lambda: stn.rts_mnist(max_shift=30.0), "max_shift", ValueError),
+    (lambda: stn.placement_theta(torch.zeros(2), torch.ones(2), torch.zeros(3, 2), 42), "shifts", ValueError),
+    (lambda: stn.placement_theta(torch.zeros(2), -torch.ones(2), torch.zeros(2, 2), 42), "scales", ValueError),
+    (lambda: stn.pose_slopes(torch.zeros(2, 2, 3), {"degrees": torch.zeros(2)}, 42), "pose", ValueError),
+    (lambda: stn.localisation_cnn(size=12), "size", ValueError),
+    (lambda: stn.fcn(size=42)(torch.zeros(2, 1, 28, 28)), "images", ValueError),
     (lambda: stn.STN(stn.localisation_fcn(), 0), "features", ValueError),
     (lambda: stn.STN(stn.localisation_fcn(), 32).transform(torch.zeros(2, 28, 28)), "images", ValueError),
     (lambda: stn.fcn(width=0), "width", ValueError),
@@ -233,3 +308,16 @@ def test_the_identity_check_fails_when_align_corners_is_mixed():
     assert any(right in c.source for c in nb.cells)
     with pytest.raises(proofs.StepError):
         proof_namespace(lambda s: s.replace(right, "x_t_of_j = 2 * j / (W - 1) - 1"))
+
+
+@pytest.mark.parametrize("right, wrong", [
+    # the grid-direction check: the output point that reads p is A^-1 (p - b), not A (p - b)
+    ("reads.step((A_rot.T * (p - b))[0]", "reads.step((A_rot * (p - b))[0]"),
+    # eq. 6 from the difference quotient: the weight of U_{m0+1} is f, not 1 - f
+    ("eq6.step(f, why=", "eq6.step(1 - f, why="),
+])
+def test_the_grid_direction_and_eq6_checks_fail_on_a_wrong_version(right, wrong):
+    nb = nbformat.read(NOTEBOOK, as_version=4)
+    assert any(right in c.source for c in nb.cells)
+    with pytest.raises(proofs.StepError):
+        proof_namespace(lambda s: s.replace(right, wrong))

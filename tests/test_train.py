@@ -70,3 +70,27 @@ def test_fit_bad_arguments(kwargs, name):
     with pytest.raises(ValueError, match="data"):
         fit(model, lambda xb, yb: model(xb).sum(), (x, y[:5]),
             torch.optim.SGD(model.parameters(), lr=0.1), epochs=1)
+
+
+def test_in_a_notebook_the_progress_bar_leaves_one_line_without_timings(monkeypatch):
+    """Inside Jupyter the bar is one output replaced in place, ending as a summary: no stack of
+    stderr fragments in the saved notebook (or on the website), nothing that varies between runs."""
+    import os
+    from pathlib import Path
+
+    import nbformat
+    from nbclient import NotebookClient
+
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(
+        "import torch\nfrom torch import nn\nfrom paperlib.train import fit\n"
+        "torch.manual_seed(0)\nm = nn.Linear(2, 1)\nx = torch.randn(3000, 2)\n"
+        "fit(m, lambda xb: m(xb).pow(2).mean(), x, torch.optim.SGD(m.parameters(), lr=0.01),\n"
+        "    epochs=2, batch_size=10)\nprint('done')")]
+    root = str(Path(__file__).resolve().parents[1])
+    monkeypatch.setenv("PYTHONPATH", root + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    NotebookClient(nb, timeout=120, kernel_name="python3").execute()
+    outputs = nb.cells[0].outputs
+    assert [o.output_type for o in outputs] == ["display_data", "stream"], outputs
+    assert outputs[0].data["text/plain"] == "trained 2 epochs (600 steps)"
+    assert outputs[1].name == "stdout" and outputs[1].text == "done\n"

@@ -9,8 +9,8 @@ from hypothesis import strategies as st
 from torch.distributions import Bernoulli, Independent, Normal, kl_divergence
 
 from paperlib.train import fit
-from paperlib.vae import (SCALES, VAE, bernoulli_nll, elbo, gaussian_nll, kl_normal, log_normal,
-                          reparameterize)
+from paperlib.vae import (SCALES, VAE, bernoulli_nll, elbo, gaussian_nll, iw_bound, kl_normal,
+                          log_normal, reparameterize)
 
 
 
@@ -165,3 +165,80 @@ def test_importance_sampled_log_px_matches_quadrature_in_one_dimension():
     assert (elbo_mean < exact).all()
     with pytest.raises(ValueError, match="^samples:"):
         model.log_px(x, samples=0)
+
+
+# --- the importance-weighted bound (Burda et al., 2016): log_weights and iw_bound
+
+def conjugate_log_weights(m: float, logvar: float, s2: float, x: float, samples: int, seed: int = 0):
+    """log w = log p(x|z) + log p(z) - log q(z|x), z ~ N(m, exp(logvar)), one example: (samples, 1)."""
+    mu = torch.full((samples, 1), m)
+    lv = torch.full((samples, 1), logvar)
+    z = reparameterize(mu, lv, torch.Generator().manual_seed(seed))
+    zero = torch.zeros_like(z)
+    return (log_normal(torch.full_like(z, x), z, torch.full_like(z, math.log(s2)))
+            + log_normal(z, zero, zero) - log_normal(z, mu, lv))[:, None]
+
+
+def test_iw_bound_rises_with_k_and_stays_below_log_evidence():
+    """A poor q on the conjugate model: L_1 is the ELBO, L_k rises with k, and every L_k stays
+    below log p(x) (Monte Carlo, with 5 standard errors of room)."""
+    s2, x, m, logvar = 0.64, 1.5, 0.0, math.log(0.16)
+    log_px, post_mean, post_logvar = conjugate(s2, x)
+    log_w = conjugate_log_weights(m, logvar, s2, x, samples=400_000)
+    kl_post = 0.5 * (post_logvar - logvar + (math.exp(logvar) + (m - post_mean) ** 2)
+                     / math.exp(post_logvar) - 1)
+    exact_elbo = log_px.item() - kl_post
+    bounds, errors = {}, {}
+    for k in (1, 10, 100):
+        groups = log_w.reshape(-1, k)
+        draws = torch.logsumexp(groups, dim=1) - math.log(k)
+        bounds[k] = iw_bound(log_w, k).item()
+        errors[k] = draws.std().item() / math.sqrt(len(draws))
+        assert bounds[k] == pytest.approx(draws.mean().item(), abs=1e-12)
+        assert bounds[k] + 5 * errors[k] < log_px
+    assert abs(bounds[1] - exact_elbo) < 5 * errors[1]
+    assert bounds[1] + 5 * errors[1] < bounds[10] and bounds[10] + 5 * errors[10] < bounds[100]
+    # the distance to the ELBO is a lower bound on KL(q || p(z|x)), not equal to it
+    assert bounds[100] - exact_elbo + 5 * errors[100] < kl_post
+
+
+def test_iw_bound_without_the_log_k_would_overshoot_log_evidence():
+    """The check above can fail: dropping log k from the bound puts it above log p(x)."""
+    s2, x = 0.64, 1.5
+    log_px, _, _ = conjugate(s2, x)
+    log_w = conjugate_log_weights(0.0, math.log(0.16), s2, x, samples=100_000)
+    wrong = torch.logsumexp(log_w.reshape(-1, 100), dim=1).mean()   # log sum_k w_k, no 1/k
+    assert wrong > log_px + 1
+    assert iw_bound(log_w, 100) < log_px
+
+
+def test_iw_bound_is_exact_for_every_k_at_the_exact_posterior():
+    s2, x = 0.5, 1.3
+    log_px, post_mean, post_logvar = conjugate(s2, x)
+    log_w = conjugate_log_weights(post_mean, post_logvar, s2, x, samples=100)
+    for k in (1, 5, 100):
+        torch.testing.assert_close(iw_bound(log_w, k), log_px.reshape(1))
+
+
+def test_log_px_is_the_iw_bound_of_its_log_weights():
+    torch.manual_seed(0)
+    model = VAE(x_dim=6, hidden=8, z_dim=2)
+    x = torch.rand(3, 6).round()
+    log_w = model.log_weights(x, samples=20, generator=torch.Generator().manual_seed(4))
+    assert log_w.shape == (20, 3)
+    estimate = model.log_px(x, samples=20, generator=torch.Generator().manual_seed(4))
+    torch.testing.assert_close(estimate, iw_bound(log_w, 20))
+    torch.testing.assert_close(iw_bound(log_w, 1), log_w.mean(0))
+
+
+@pytest.mark.parametrize("call, error, name", [
+    (lambda: iw_bound(torch.zeros(6, 2), 4), ValueError, "k"),
+    (lambda: iw_bound(torch.zeros(6, 2), 0), ValueError, "k"),
+    (lambda: iw_bound(torch.zeros(6), 2), ValueError, "log_weights"),
+    (lambda: iw_bound([[0.0]], 1), TypeError, "log_weights"),
+    (lambda: VAE(x_dim=6, hidden=8, z_dim=2).log_weights(torch.zeros(2, 6), samples=0),
+     ValueError, "samples"),
+])
+def test_iw_bound_bad_arguments_name_the_argument(call, error, name):
+    with pytest.raises(error, match=rf"^{name}:"):
+        call()
