@@ -276,7 +276,14 @@ def _insert(app, doctree, docname: str) -> None:
             markup = prelude_html(page_id, page.prelude) + "\n" + markup
             first = False
         raw = nodes.raw("", markup, format="html", classes=["live-cell-raw"])
-        node.parent.insert(node.parent.index(node) + 1, raw)
+        # The editor shows the cell's own source, so it takes the place of the static copy
+        # (one copy of the code on the page); a cell whose input is hidden gets it after it.
+        source = [child for child in node.children if isinstance(child, nodes.container)
+                  and child.get("nb_element") == "cell_code_source"]
+        if source:
+            source[0].replace_self(raw)
+        else:
+            node.parent.insert(node.parent.index(node) + 1, raw)
 
 
 def _has_live_cells(doctree) -> bool:
