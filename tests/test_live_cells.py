@@ -102,9 +102,13 @@ def test_live_cells_per_chapter(live_report: dict) -> None:
         for index, cell in page.cells.items():
             assert cell.source == "".join(nb["cells"][index]["source"])  # the notebook's own source
     live_report["live cells per chapter (live/proof cells)"] = counts
-    # every proof cell of the VAE chapter, and every check_answer in it, needs only SymPy
-    vae = live_cells.analyse(json.loads((REPO / "chapters/generative/vae.ipynb").read_text()))
-    assert len(vae.cells) == vae.proof_cells
+    # the VAE chapter's Gaussian KL check and its check_answer blanks need only SymPy: all live
+    nb = json.loads((REPO / "chapters/generative/vae.ipynb").read_text())
+    vae = live_cells.analyse(nb)
+    wanted = [k for k, c in enumerate(nb["cells"]) if c["cell_type"] == "code"
+              and ("Gaussian KL, one dimension" in "".join(c["source"])
+                   or "check_answer(" in "".join(c["source"]))]
+    assert wanted and set(wanted) <= set(vae.cells), sorted(set(wanted) - set(vae.cells))
 
 
 @pytest.mark.parametrize("notebook", CHAPTERS, ids=lambda p: p.stem)
