@@ -76,15 +76,16 @@ class _NotebookLine:
 
     tqdm's own notebook bar is a widget, and its terminal bar leaves one saved output fragment per
     refresh ("\\rtraining: 22%|..."), which the website then shows as a stack of grey boxes.
-    Here the live bar is a single display that ``close`` replaces with a summary holding no
-    timings, so the saved notebook is the same on every run and every machine.
+    Here the live bar is a single display, and ``close`` puts back the line it started with, a
+    plan without timings: tools that record only the first display (nbval) and tools that apply
+    every update (nbclient, Jupyter) then save the same text, on every run and every machine.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, plan: str) -> None:
         from IPython.display import Pretty, display
 
-        self._pretty = Pretty
-        self._handle = display(Pretty("training"), display_id=True)
+        self._pretty, self._plan = Pretty, plan
+        self._handle = display(Pretty(plan), display_id=True)
 
     def write(self, text: str) -> None:
         text = text.strip("\r\n ")
@@ -94,8 +95,8 @@ class _NotebookLine:
     def flush(self) -> None:
         pass
 
-    def close(self, summary: str) -> None:
-        self._handle.update(self._pretty(summary))
+    def close(self) -> None:
+        self._handle.update(self._pretty(self._plan))
 
 
 def fit(model: nn.Module, loss_fn: Callable[[Tensor], Tensor], data: Tensor | tuple[Tensor, ...],
@@ -119,7 +120,8 @@ def fit(model: nn.Module, loss_fn: Callable[[Tensor], Tensor], data: Tensor | tu
     device = next(model.parameters()).device
     history, elapsed = History(), 0.0
     steps = epochs * math.ceil(n / batch_size)
-    line = _NotebookLine() if progress and _in_jupyter() else None
+    plan = f"training: {epochs} epoch{'s' * (epochs != 1)}, {steps:,} steps"
+    line = _NotebookLine(plan) if progress and _in_jupyter() else None
     with tqdm(total=steps, disable=not progress, leave=False, desc="training",
               mininterval=2.0, file=line) as bar:
         for epoch in range(epochs):
@@ -145,8 +147,7 @@ def fit(model: nn.Module, loss_fn: Callable[[Tensor], Tensor], data: Tensor | tu
             if max_seconds is not None and elapsed >= max_seconds:
                 break
     if line is not None:
-        done = len(history.loss)
-        line.close(f"trained {done} epoch{'s' * (done != 1)} ({done * math.ceil(n / batch_size):,} steps)")
+        line.close()
     model.eval()
     return history
 

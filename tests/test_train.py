@@ -72,7 +72,7 @@ def test_fit_bad_arguments(kwargs, name):
             torch.optim.SGD(model.parameters(), lr=0.1), epochs=1)
 
 
-def test_in_a_notebook_the_progress_bar_leaves_one_line_without_timings(monkeypatch):
+def test_in_a_notebook_the_progress_bar_leaves_one_line_without_timings(monkeypatch, tmp_path):
     """Inside Jupyter the bar is one output replaced in place, ending as a summary: no stack of
     stderr fragments in the saved notebook (or on the website), nothing that varies between runs."""
     import os
@@ -92,5 +92,15 @@ def test_in_a_notebook_the_progress_bar_leaves_one_line_without_timings(monkeypa
     NotebookClient(nb, timeout=120, kernel_name="python3").execute()
     outputs = nb.cells[0].outputs
     assert [o.output_type for o in outputs] == ["display_data", "stream"], outputs
-    assert outputs[0].data["text/plain"] == "trained 2 epochs (600 steps)"
+    # the same text nbval records (the first display) and nbclient saves (the last update)
+    assert outputs[0].data["text/plain"] == "training: 2 epochs, 600 steps"
     assert outputs[1].name == "stdout" and outputs[1].text == "done\n"
+    # and nbval, which records the first display and not its updates, agrees with the saved copy
+    import subprocess
+    import sys
+
+    saved = tmp_path / "fit.ipynb"
+    nbformat.write(nb, saved)
+    nbval = subprocess.run([sys.executable, "-m", "pytest", str(saved), "--nbval", "-q",
+                            "-p", "no:cacheprovider"], capture_output=True, text=True, cwd=tmp_path)
+    assert nbval.returncode == 0, nbval.stdout[-2000:]
