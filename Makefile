@@ -11,22 +11,37 @@ WITH_PAPERLIB := PYTHONPATH=$(CURDIR)
 HTML    := _build/html
 TIMEOUT := 900
 
-.PHONY: book test proofs bench claims portability clean
+.PHONY: book test proofs bench claims portability clean live-assets
 
 $(VENV)/.installed: requirements.txt
 	test -x $(BIN)/python || python3 -m venv $(VENV)
 	$(BIN)/python -m pip install --disable-pip-version-check -r requirements.txt
 	touch $@
 
+# Live cells (issue 17, _ext/live_cells.py): the build copies Pyodide and the SymPy and mpmath
+# wheels into _build/html/_static/live/ from these two places, prepared here. Pyodide's version is
+# pinned by package-lock.json (npm ci installs exactly that); the wheels' by requirements.txt.
+# Nothing is fetched from a CDN, at build time or in the reader's browser.
+LIVE_WHEELS := $(shell sed -nE 's/^(sympy|mpmath)==([^ ]+).*/\1-\2-py3-none-any.whl/p' requirements.txt)
+
+node_modules/.package-lock.json: package.json package-lock.json
+	npm ci --ignore-scripts --no-audit --no-fund
+
+.cache/wheels/%.whl:
+	$(BIN)/python -m pip download --disable-pip-version-check --no-deps --only-binary=:all: \
+		-d .cache/wheels $$(echo $* | sed -E 's/^([^-]+)-([^-]+)-.*/\1==\2/')
+
+live-assets: $(VENV)/.installed node_modules/.package-lock.json $(addprefix .cache/wheels/,$(LIVE_WHEELS))
+
 # -W --keep-going reports every warning, then fails (without -W a notebook that fails still
 # builds with exit code 0). The doctrees go first: an incremental build does not re-read
 # unchanged pages, so it would not repeat their warnings and a second `make book` would pass.
-book: $(VENV)/.installed
+book: $(VENV)/.installed live-assets
 	rm -rf _build/.doctrees
 	$(WITH_PAPERLIB) $(BIN)/jupyter-book build . -W --keep-going
 	@echo "Book built. Open $(CURDIR)/$(HTML)/index.html"
 
-test: $(VENV)/.installed
+test: $(VENV)/.installed live-assets
 	scripts/ensure-chromium.sh
 	$(WITH_PAPERLIB) $(BIN)/pytest tests chapters --nbval --nbval-sanitize-with tests/nbval_sanitize.cfg \
 		--timeout=$(TIMEOUT) -ra

@@ -18,10 +18,12 @@ closed form. Symbols are taken to be real.
 
 from __future__ import annotations
 
+import cmath
+import math
+import random
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-import numpy as np
 import sympy as sp
 
 __all__ = ["Derivation", "StepError", "check_answer", "equivalent"]
@@ -141,7 +143,7 @@ class _Domain:
             out[s] = sp.Dummy(s.name, **facts)
         return out
 
-    def sample(self, symbols: list[sp.Symbol], n: int, rng: np.random.Generator
+    def sample(self, symbols: list[sp.Symbol], n: int, rng: random.Random
                ) -> list[dict[sp.Symbol, sp.Expr]]:
         points: list[dict[sp.Symbol, sp.Expr]] = []
         for _ in range(50 * n):
@@ -154,7 +156,7 @@ class _Domain:
                 points.append(point)
         return points
 
-    def _draw(self, symbol: sp.Symbol, rng: np.random.Generator) -> sp.Expr | None:
+    def _draw(self, symbol: sp.Symbol, rng: random.Random) -> sp.Expr | None:
         region = self.set_of(symbol)
         hull = sp.Interval(region.inf, region.sup) if region is not sp.S.EmptySet else None
         if hull is None:
@@ -164,16 +166,16 @@ class _Domain:
         if integer:
             lo_i = int(sp.ceiling(lo)) if lo.is_finite else (int(sp.floor(hi)) - 20 if hi.is_finite else -10)
             hi_i = int(sp.floor(hi)) if hi.is_finite else lo_i + 20
-            value = sp.Integer(int(rng.integers(lo_i, hi_i + 1)))
+            value = sp.Integer(rng.randint(lo_i, hi_i))
         else:
             if lo.is_finite and hi.is_finite:
                 x = float(lo) + (float(hi) - float(lo)) * rng.uniform(0.01, 0.99)
             elif lo.is_finite:
-                x = float(lo) + float(np.exp(rng.uniform(-3, 2.5)))
+                x = float(lo) + math.exp(rng.uniform(-3, 2.5))
             elif hi.is_finite:
-                x = float(hi) - float(np.exp(rng.uniform(-3, 2.5)))
+                x = float(hi) - math.exp(rng.uniform(-3, 2.5))
             else:
-                x = float(rng.normal(0.0, 2.0))
+                x = rng.gauss(0.0, 2.0)
             value = sp.Float(x, _DIGITS)
         return value if region.contains(value) == sp.true else None
 
@@ -183,7 +185,7 @@ def _evaluate(expr: sp.Expr, point: Mapping[sp.Symbol, sp.Expr]) -> complex | No
         value = complex(sp.N(expr.subs(point).doit(), _DIGITS))
     except (TypeError, ValueError, ZeroDivisionError, ArithmeticError):
         return None
-    if not (np.isfinite(value.real) and np.isfinite(value.imag)):
+    if not (cmath.isfinite(value)):
         return None
     return value
 
@@ -228,7 +230,7 @@ def _compare(previous: sp.Expr, current: sp.Expr, relation: str, domain: _Domain
                         detail="could not be proved symbolically, and indexed symbols "
                                "(x[n]) cannot be evaluated at random points.")
 
-    rng = np.random.default_rng(seed)
+    rng = random.Random(seed)
     tried = 0
     for point in domain.sample(symbols, samples, rng):
         va, vb = _evaluate(a, point), _evaluate(b, point)

@@ -24,6 +24,8 @@ settings.load_profile("paperlib")
 
 # Equations rendered per page, filled by tests/test_browser.py and printed at the end of the run.
 EQUATIONS = pytest.StashKey[dict]()
+# Live cells (tests/test_live_cells.py): timings and sizes measured in the browser, printed at the end.
+LIVE_REPORT = pytest.StashKey[dict]()
 # Each chapter's derivations and how each step was established, filled by
 # tests/test_chapter_proofs.py; printed as a table and written to _build/proof-coverage.json.
 PROOF_COVERAGE = pytest.StashKey[dict]()
@@ -32,6 +34,7 @@ COVERAGE_FILE = REPO / "_build" / "proof-coverage.json"
 
 def pytest_configure(config: pytest.Config) -> None:
     config.stash[EQUATIONS] = {}
+    config.stash[LIVE_REPORT] = {}
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config: pytest.Config) -> None:
@@ -43,6 +46,11 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config: pytest.Config)
         terminalreporter.section("MathJax equations rendered per page (mjx-container)")
         for page, n in sorted(counts.items()):
             terminalreporter.write_line(f"{n:6d}  {page}")
+    live = config.stash.get(LIVE_REPORT, {})
+    if live:
+        terminalreporter.section("Live cells (Pyodide in the browser)")
+        for key, value in live.items():
+            terminalreporter.write_line(f"{key}: {value}")
 
 
 def _report_coverage(terminalreporter, chapters: dict) -> None:
@@ -78,6 +86,11 @@ def float64():
 @pytest.fixture(scope="session")
 def equation_counts(pytestconfig: pytest.Config) -> dict:
     return pytestconfig.stash[EQUATIONS]
+
+
+@pytest.fixture(scope="session")
+def live_report(pytestconfig: pytest.Config) -> dict:
+    return pytestconfig.stash[LIVE_REPORT]
 
 
 @pytest.fixture(scope="session")
