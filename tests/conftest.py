@@ -16,6 +16,9 @@ import yaml
 from hypothesis import settings
 
 REPO = Path(__file__).resolve().parents[1]
+# Every chapter notebook (absolute paths), for tests that parametrize over chapters at collection.
+CHAPTER_NOTEBOOKS = sorted(p for p in (REPO / "chapters").rglob("*.ipynb")
+                           if ".ipynb_checkpoints" not in p.parts)
 
 # Property tests: the same examples on every run (a failure in CI reproduces locally), and no
 # per-example deadline (the machine is shared; timing is make bench's business, not hypothesis's).
@@ -131,8 +134,7 @@ def _strip_suffix(doc: str) -> str:
 @pytest.fixture(scope="session")
 def chapter_notebooks() -> list[Path]:
     """Every notebook under chapters/, as paths relative to the repository root."""
-    return sorted(p.relative_to(REPO) for p in (REPO / "chapters").rglob("*.ipynb")
-                  if ".ipynb_checkpoints" not in p.parts)
+    return [p.relative_to(REPO) for p in CHAPTER_NOTEBOOKS]
 
 
 @pytest.fixture(scope="session")

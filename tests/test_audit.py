@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from conftest import CHAPTER_NOTEBOOKS
 
 ROOT = Path(__file__).resolve().parents[1]
 SEEDS = ROOT.parent / "shared" / "seeds"
@@ -80,9 +81,7 @@ def note_sections(text: str) -> list[tuple[str, str, str]]:
 def chapter_targets() -> tuple[set[str], set[str]]:
     """Labels (theorems, pitfalls, exercises, targets) and equation labels defined in the chapters."""
     labels, equations = set(), set()
-    for notebook in (ROOT / "chapters").rglob("*.ipynb"):
-        if ".ipynb_checkpoints" in notebook.parts:
-            continue
+    for notebook in CHAPTER_NOTEBOOKS:
         for cell in json.loads(notebook.read_text())["cells"]:
             if cell["cell_type"] != "markdown":
                 continue

@@ -17,10 +17,10 @@ import sympy as sp
 
 from paperlib import proofs
 
-from conftest import PROOF_COVERAGE
+from conftest import CHAPTER_NOTEBOOKS, PROOF_COVERAGE
 
 ROOT = Path(__file__).resolve().parents[1]
-NOTEBOOKS = sorted(p for p in (ROOT / "chapters").rglob("*.ipynb") if ".ipynb_checkpoints" not in p.parts)
+NOTEBOOKS = CHAPTER_NOTEBOOKS
 KEEP = {"parameters", "setup", "proof"}
 ORIGINAL_CHECK = proofs.Derivation.check  # before any test patches it
 

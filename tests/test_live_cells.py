@@ -22,13 +22,14 @@ from urllib.parse import urlparse
 
 import pytest
 
+from conftest import CHAPTER_NOTEBOOKS
 from test_browser import LOCAL_HOSTS, browser, site  # noqa: F401 - shared fixtures
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "_ext"))
 import live_cells  # noqa: E402
 
-CHAPTERS = sorted(p for p in (REPO / "chapters").rglob("*.ipynb") if ".ipynb_checkpoints" not in p.parts)
+CHAPTERS = CHAPTER_NOTEBOOKS
 BLOCK = "import sys\nfor _m in ('numpy', 'torch', 'scipy', 'matplotlib', 'IPython'):\n    sys.modules[_m] = None\n"
 VAE = "chapters/generative/vae.html"
 COLD_S, WARM_S = 600, 180   # generous: the machine is shared; the report gives the measured values

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from conftest import CHAPTER_NOTEBOOKS
 
-ROOT = Path(__file__).resolve().parents[1]
-NOTEBOOKS = sorted(p for p in (ROOT / "chapters").rglob("*.ipynb") if ".ipynb_checkpoints" not in p.parts)
+NOTEBOOKS = CHAPTER_NOTEBOOKS
 MARKERS = re.compile(r"NBVAL_|PYTEST_VALIDATE_")
 # A timing cell measures time or prints a measured duration ("CPU seconds", "# wall clock").
 TIMING = re.compile(r"\b(perf_counter|process_time|time\.time|timeit|monotonic)\b|seconds|wall clock")

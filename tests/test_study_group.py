@@ -15,9 +15,10 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from conftest import CHAPTER_NOTEBOOKS
 
 ROOT = Path(__file__).resolve().parents[1]
-CHAPTERS = sorted(p for p in (ROOT / "chapters").rglob("*.ipynb") if ".ipynb_checkpoints" not in p.parts)
+CHAPTERS = CHAPTER_NOTEBOOKS
 
 PITFALL_NAME = re.compile(r"^:name:\s*(pitfall-[\w-]+)\s*$", re.M)
 ERRATA_LINK = re.compile(r"\{(ref|prf:ref|eq|doc)\}`(?:[^`<]*<)?([^`<>]+)>?`")
