@@ -1,8 +1,8 @@
 """Live cells: the book's SymPy checks, editable and runnable in the reader's browser (issue 17).
 
 After every notebook code cell tagged ``proof`` that needs only SymPy, ``paperlib.proofs`` and the
-standard library (this covers the ``check_answer`` exercises, which are tagged ``proof`` too),
-the page gets a live cell: the notebook cell's own source in a ``textarea``, a Run button, and an
+standard library (this covers the ``check_answer`` exercises, tagged ``proof`` too, whose
+expected answers ``paperlib.answers`` holds), the page gets a live cell: the notebook cell's own source in a ``textarea``, a Run button, and an
 output region. The JavaScript (``live_assets/live-cells.js``, added only to pages that have live
 cells) loads Pyodide from the site itself on the first click, never at page load.
 
@@ -14,7 +14,7 @@ name defined by such a cell) is not live; it keeps its Colab button.
 
 Assets: at ``build-finished`` the Pyodide core (``node_modules/pyodide``, pinned in
 package-lock.json), the SymPy and mpmath wheels (``.cache/wheels``, pinned in requirements.txt;
-``make live-assets`` prepares both) and ``paperlib/proofs.py`` are copied into
+``make live-assets`` prepares both) and ``paperlib/proofs.py`` and ``answers.py`` are copied into
 ``_static/live/`` once per site. A missing asset is a build warning (so ``-W`` fails).
 """
 
@@ -37,6 +37,7 @@ PYODIDE_FILES = ("pyodide.mjs", "pyodide.asm.mjs", "pyodide.asm.wasm", "python_s
                  "pyodide-lock.json", "package.json")
 WHEELS = ("sympy", "mpmath")  # versions: requirements.txt
 TAGS = {"proof"}
+BROWSER_MODULES = ("proofs.py", "answers.py")  # the part of paperlib that runs in the browser
 # Names the browser runtime (live_runtime.py) provides, like IPython does in a notebook.
 RUNTIME_NAMES = {"display", "Math", "Markdown", "Latex"}
 BUILTINS = set(dir(builtins)) | {"__name__", "__file__"}
@@ -48,7 +49,7 @@ NOT_IN_BROWSER = {"multiprocessing", "subprocess", "threading", "tkinter", "curs
 def allowed_module(name: str) -> bool:
     """True for a module a live cell may import: SymPy, paperlib.proofs, the standard library."""
     top = name.split(".")[0]
-    if top == "sympy" or name in {"paperlib.proofs", "IPython.display"}:
+    if top == "sympy" or name in {"paperlib.proofs", "paperlib.answers", "IPython.display"}:
         return True
     return top in sys.stdlib_module_names and top not in NOT_IN_BROWSER
 
@@ -59,8 +60,8 @@ def _import_ok(node: ast.AST) -> bool:
     if isinstance(node, ast.ImportFrom):
         if node.level:
             return False
-        if node.module == "paperlib":  # from paperlib import proofs
-            return all(a.name == "proofs" for a in node.names)
+        if node.module == "paperlib":  # from paperlib import proofs, answers
+            return all(a.name in {"proofs", "answers"} for a in node.names)
         if node.module == "IPython.display":
             return all(a.name in RUNTIME_NAMES for a in node.names)
         return allowed_module(node.module or "")
@@ -277,9 +278,10 @@ def _insert(app, doctree, docname: str) -> None:
             first = False
         raw = nodes.raw("", markup, format="html", classes=["live-cell-raw"])
         # The editor shows the cell's own source, so it takes the place of the static copy
-        # (one copy of the code on the page); a cell whose input is hidden gets it after it.
-        source = [child for child in node.children if isinstance(child, nodes.container)
-                  and child.get("nb_element") == "cell_code_source"]
+        # (one copy of the code on the page), inside the "Show code cell source" toggle when
+        # the cell is tagged hide-input; a cell whose input is removed gets it after it.
+        source = [child for child in node.findall(nodes.container)
+                  if child.get("nb_element") == "cell_code_source"]
         if source:
             source[0].replace_self(raw)
         else:
@@ -314,7 +316,7 @@ def copy_assets(root: Path, static: Path) -> list[str]:
     out = static / STATIC
     missing = []
     sources = [(ASSETS / n, out / n) for n in ("live-cells.js", "live-cells.css", "live_runtime.py")]
-    sources += [(root / "paperlib" / "proofs.py", out / "paperlib" / "proofs.py")]
+    sources += [(root / "paperlib" / n, out / "paperlib" / n) for n in BROWSER_MODULES]
     sources += [(root / "node_modules" / "pyodide" / n, out / "pyodide" / n) for n in PYODIDE_FILES]
     wheels = pinned_wheels(root)
     sources += [(root / ".cache" / "wheels" / w, out / "wheels" / w) for w in wheels]

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 
 import sympy as sp
 
-__all__ = ["Derivation", "StepError", "check_answer", "equivalent"]
+__all__ = ["Derivation", "StepError", "equivalent", "mark_answer"]
 
 SCOPES = ("general", "instance: ", "dimension: ")
 _RELATIONS = {"=": "=", "==": "=", "<=": r"\le", ">=": r"\ge"}
@@ -259,6 +259,14 @@ def _fmt(value: complex) -> str:
     return f"{value.real:.10g}" if abs(value.imag) < 1e-12 else f"{value:.6g}"
 
 
+def _text(words: str) -> str:
+    """Words for \\text{...}: characters TeX or MathJax would read as markup are escaped."""
+    for char, escaped in (("\\", "/"), ("{", r"\{"), ("}", r"\}"), ("$", r"\$"),
+                          ("&", r"\&"), ("#", r"\#"), ("%", r"\%")):
+        words = words.replace(char, escaped)
+    return words
+
+
 def _tex(expr: sp.Expr) -> str:
     # A bare "|" would split a Markdown table cell: use \vert / \Vert instead.
     text = expr if isinstance(expr, str) else sp.latex(expr)
@@ -287,6 +295,7 @@ class Derivation:
             raise ValueError(f"scope: expected 'general', 'instance: ...' or 'dimension: ...', "
                              f"got {scope!r}")
         self.title, self.scope = title, scope
+        self.label: str | None = None  # the prf: label of the statement whose proof shows it
         self.start = sp.sympify(start)
         self.domain = _Domain.from_assumptions(assumptions)
         self.samples, self.seed = samples, seed
@@ -370,19 +379,42 @@ class Derivation:
     def math(self) -> DisplayMath:
         """The chain as one aligned display, each step's verdict at its right.
 
-        This is what a proof block shows: ``glue("kl-steps", d.math(), display=False)`` in the
-        check cell, then ``{glue:math}`` inside the ``prf:proof`` block, so the reader sees the
-        relations that were checked, not a second copy typed by hand.
+        The start's right-hand column states the scope; each step's gives its number and how it
+        was checked (symbolic, numeric with its number of points, and "instance" when the scope
+        is one), so the proof's prose can give the reasons as a list numbered the same way.
         """
         instance = bool(self.scope and self.scope.startswith("instance"))
         rows = []
         for number, rel, tex, _, status in self._rows():
             verdict = status.replace(" (", ", ").rstrip(")")  # "✓ numeric, 24 points"
-            if instance and status.startswith("✓"):
-                verdict += ", instance"
-            right = rf" && \small\text{{{verdict}}}" if status else ""
+            if number == 0:
+                verdict = f"scope: {self.scope}" if self.scope else ""
+            else:  # "(2) ✓ symbolic": the number the proof's prose gives the step
+                verdict = f"({number}) {verdict}" + (", instance" if instance else "")
+            right = rf" && \small\text{{{_text(verdict)}}}" if verdict else ""
             rows.append(("&" if number == 0 else f"&{rel} ") + tex + right)
         return DisplayMath("\\begin{aligned}\n" + " \\\\\n".join(rows) + "\n\\end{aligned}")
+
+    def show(self, label: str, part: str | None = None) -> None:
+        """Display the chain (:meth:`math`) and glue it for the proof of ``label`` to show.
+
+        ``label`` is the ``prf:`` label of the theorem, lemma or proposition; the proof block
+        then shows this very derivation with ``{glue:math}`` and the same key: ``label``, or
+        ``label:part`` when one proof shows several derivations. In Jupyter or Colab the cell
+        shows the display itself; the glue metadata is what myst-nb reads when it builds the site.
+        """
+        if not label or not isinstance(label, str):
+            raise ValueError(f"label: expected the prf: label of a statement, got {label!r}")
+        if part is not None and not (isinstance(part, str) and part):
+            raise ValueError(f"part: expected a short non-empty name or None, got {part!r}")
+        if not self.checked:
+            raise ValueError(f"{self.title or 'this derivation'!r}: check() it before show(): "
+                             "a proof displays only checked steps")
+        from IPython.display import display  # the book's runtime (Jupyter, or the browser's)
+
+        self.label = label
+        key = label if part is None else f"{label}:{part}"
+        display(self.math(), metadata={"scrapbook": {"name": key, "mime_prefix": ""}})
 
     def __repr__(self) -> str:
         head = [self.title] if self.title else []
@@ -413,8 +445,11 @@ def equivalent(a, b, assumptions=None, samples: int = 24, seed: int = 0) -> bool
                     samples, seed).holds
 
 
-def check_answer(answer, expected, assumptions=None, hint: str = "") -> bool:
+def mark_answer(answer, expected, assumptions=None, hint: str = "") -> bool:
     """Mark a reader's answer right or wrong, whatever algebraic form it is written in.
+
+    The chapters' exercises call :func:`paperlib.answers.check_answer` with the exercise's label,
+    which looks the expected answer up and calls this.
 
     ``answer`` is a SymPy expression or a string such as ``"mu**2 / 2"`` (parsed with the symbols
     of ``expected``). Prints a one-line verdict, with ``hint`` when the answer is wrong.
@@ -446,3 +481,6 @@ def check_answer(answer, expected, assumptions=None, hint: str = "") -> bool:
     print("✗ Not quite: " + verdict.describe("your answer", "the expected result")
           + (f" Hint: {hint}" if hint else ""))
     return False
+
+
+check_answer = mark_answer  # the old name, until every chapter calls paperlib.answers.check_answer

@@ -8,6 +8,7 @@ no training, so the whole book's proofs are checked in seconds.
 from __future__ import annotations
 
 import copy
+import re
 import sys
 from pathlib import Path
 
@@ -89,7 +90,7 @@ def method(derivation: proofs.Derivation, step) -> str:
 def coverage(ledger: Ledger) -> list[dict]:
     """The proof-coverage record of one chapter (the format of _build/proof-coverage.json)."""
     relation = {"=": "=", "<=": "<=", ">=": ">="}
-    return [{"title": d.title, "label": getattr(d, "label", None), "scope": d.scope or "undeclared",
+    return [{"title": d.title, "label": d.label, "scope": d.scope or "undeclared",
              "steps": [{"tex": proofs._tex(d.display.get(n, step.expr)) if n not in d.display
                         else d.display[n], "relation": relation[step.relation],
                         "method": method(d, step),
@@ -103,7 +104,7 @@ def test_every_derivation_holds_and_every_corrupted_step_fails(notebook, monkeyp
     """Run the chapter's proof cells (one execution serves both halves of the test):
 
     1. every check passes, and every Derivation built for a true statement is checked: one that
-       is built and displayed but never checked proves nothing;
+       is built and displayed but never checked proves nothing; every Derivation declares its scope;
     2. each step of each checked derivation, corrupted one at a time (an equality shifted by 1/7,
        an inequality reversed), makes the check raise StepError. Only the corrupted step and the
        one after it are re-checked: the steps before it are unchanged and already checked.
@@ -116,6 +117,8 @@ def test_every_derivation_holds_and_every_corrupted_step_fails(notebook, monkeyp
     pytestconfig.stash.setdefault(PROOF_COVERAGE, {})[notebook.stem] = coverage(ledger)
     assert ledger.proofs, "the chapter checks no derivation"
     assert not ledger.never_checked(), f"built but never checked or refuted: {ledger.never_checked()}"
+    undeclared = [d.title or repr(d) for d in ledger.built if not d.scope]
+    assert not undeclared, f"no scope= ('general', 'instance: ...', 'dimension: ...'): {undeclared}"
 
     survivors, caught = [], 0
     for d in ledger.proofs:
@@ -175,3 +178,78 @@ def test_dropping_the_half_in_the_chapters_gaussian_kl_fails():
     with pytest.raises(proofs.StepError) as error:
         run_cells(sources[:index + 1], "vae")
     assert error.value.number == 3 and "collect terms" in str(error.value)
+
+
+# --- What a proof block displays is what its check cell checked (issue 14)
+
+STATEMENT = re.compile(r"^:::\{prf:(theorem|lemma|proposition|corollary)\}.*?\n(.*?)^:::\s*$",
+                       re.M | re.S)
+PROOF = re.compile(r"^:::\{prf:proof\}[^\n]*\n(.*?)^:::\s*$", re.M | re.S)
+GLUE_MATH = re.compile(r"^```\{glue:math\}\s+(\S+)\s*$", re.M)
+SHOW = re.compile(r"\.show\(\s*[\"']([^\"']+)[\"']\s*(?:,\s*(?:part\s*=\s*)?[\"']([^\"']+)[\"'])?")
+DISPLAY_MATH = re.compile(r"\$\$|^```\{math\}|\\begin\{(?:aligned|align|equation)", re.M)
+
+
+def proof_blocks(notebook: Path) -> list[tuple[str | None, str]]:
+    """Each prf:proof block's text with the label of the statement before it, in page order."""
+    nb = nbformat.read(notebook, as_version=4)
+    text = "\n\n".join(c.source for c in nb.cells if c.cell_type == "markdown")
+    events = [(m.start(), "statement", re.search(r"^:label:\s*(\S+)", m.group(2), re.M))
+              for m in STATEMENT.finditer(text)]
+    events += [(m.start(), "proof", m.group(1)) for m in PROOF.finditer(text)]
+    blocks, label = [], None
+    for _, kind, payload in sorted(events, key=lambda e: e[0]):
+        if kind == "statement":
+            label = payload.group(1) if payload else None
+        else:
+            blocks.append((label, payload))
+    return blocks
+
+
+def glued_keys(notebook: Path) -> set[str]:
+    """The keys the chapter's proof cells glue with Derivation.show(label[, part])."""
+    return {label if part is None else f"{label}:{part}"
+            for source in proof_cells(notebook) for label, part in SHOW.findall(source)
+            for part in [part or None]}
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=ids)
+def test_every_proof_block_shows_the_derivation_that_checks_it(notebook):
+    """Each prf:proof pastes at least one checked Derivation of its own statement
+    ({glue:math} with the statement's label), and types no display maths of its own: every
+    relation a proof displays is a checked step. Every glued derivation is shown by a proof."""
+    blocks = proof_blocks(notebook)
+    assert blocks, f"{notebook.name}: no prf:proof block"
+    glued, pasted, problems = glued_keys(notebook), set(), []
+    for number, (label, body) in enumerate(blocks, start=1):
+        keys = GLUE_MATH.findall(body)
+        pasted |= set(keys)
+        where = f"proof {number} (of {label or 'an unlabelled statement'})"
+        if not keys:
+            problems.append(f"{where} pastes no derivation ({{glue:math}})")
+        for key in keys:
+            if key.split(":")[0] != label:
+                problems.append(f"{where} pastes {key!r}, which belongs to another statement")
+            if key not in glued:
+                problems.append(f"{where} pastes {key!r}, which no proof cell shows")
+        if DISPLAY_MATH.search(GLUE_MATH.sub("", body)):
+            problems.append(f"{where} types display maths of its own instead of a checked step")
+    problems += [f"{key!r} is shown by a check cell but pasted by no proof"
+                 for key in sorted(glued - pasted)]
+    assert not problems, "\n".join(problems)
+
+
+def test_the_proof_block_test_catches_a_typed_equation_and_a_missing_paste(tmp_path):
+    """The control: a proof that types its own display maths, and one that pastes nothing."""
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_markdown_cell(
+                    ":::{prf:lemma} L\n:label: lem-a\n\nx.\n:::\n\n:::{prf:proof}\n1. Expand.\n\n"
+                    "$$\na = b\n$$\n\n```{glue:math} lem-a\n```\n:::\n\n"
+                    ":::{prf:lemma} M\n:label: lem-b\n\ny.\n:::\n\n:::{prf:proof}\nObvious.\n:::"),
+                nbformat.v4.new_code_cell("d.check().show('lem-a')", metadata={"tags": ["proof"]})]
+    path = tmp_path / "demo.ipynb"
+    nbformat.write(nb, path)
+    with pytest.raises(AssertionError) as error:
+        test_every_proof_block_shows_the_derivation_that_checks_it(path)
+    assert "proof 1 (of lem-a) types display maths" in str(error.value)
+    assert "proof 2 (of lem-b) pastes no derivation" in str(error.value)

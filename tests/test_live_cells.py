@@ -43,19 +43,24 @@ def _python(code: str, timeout: int = 900) -> subprocess.CompletedProcess:
 # --- paperlib.proofs runs where numpy does not exist
 
 
-def test_proofs_imports_only_sympy_and_the_standard_library() -> None:
-    tree = ast.parse((REPO / "paperlib" / "proofs.py").read_text())
+@pytest.mark.parametrize("module", ["proofs.py", "answers.py"])
+def test_browser_modules_import_only_sympy_and_the_standard_library(module: str) -> None:
+    """What the browser has: SymPy, the standard library, paperlib's browser modules, and the
+    IPython.display stand-in that live_runtime.py installs."""
+    tree = ast.parse((REPO / "paperlib" / module).read_text())
     modules = {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
     modules |= {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.level == 0}
-    outside = {m for m in modules if m.split(".")[0] not in sys.stdlib_module_names | {"sympy"}}
-    assert not outside, f"paperlib/proofs.py imports {outside}: the browser has only SymPy"
+    allowed = sys.stdlib_module_names | {"sympy"}
+    outside = {m for m in modules if m.split(".")[0] not in allowed
+               and m not in {"IPython.display", "paperlib.proofs"}}
+    assert not outside, f"paperlib/{module} imports {outside}: the browser has only SymPy"
 
 
 def test_proofs_checks_with_numpy_unimportable() -> None:
     """Numeric steps (random points) and check_answer work with numpy and torch blocked."""
     proc = _python(
         "import sympy as sp\n"
-        "from paperlib.proofs import Derivation, StepError, check_answer\n"
+        "from paperlib.proofs import Derivation, StepError, mark_answer as check_answer\n"
         "x = sp.Symbol('x', positive=True)\n"
         "d = Derivation(sp.gamma(x + 1)).step(x * sp.gamma(x)).check()\n"  # numeric or symbolic
         "bad = Derivation(sp.log(x)).step(sp.log(x) + 1 / (7 + x**2)).refute()\n"

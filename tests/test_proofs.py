@@ -170,12 +170,33 @@ def test_refute_returns_the_error_of_a_wrong_derivation_and_rejects_a_right_one(
 
 
 def test_math_renders_the_checked_chain_with_each_verdict():
-    """What a proof block shows through {glue:math}: the same steps, with their verdicts."""
+    """What a proof block shows through {glue:math}: the scope, then the same steps, each with
+    its number and verdict."""
     d = Derivation(sp.log(sigma**2), scope="general").step(2 * sp.log(sigma), why="power")
-    assert r"\text{not checked}" in d.math().latex  # before check(), nothing claims a verdict
+    assert r"\text{(1) not checked}" in d.math().latex  # before check(), nothing claims a verdict
     d.check()
     latex = d.math()._repr_latex_()
     assert latex.startswith("$$\n\\begin{aligned}") and latex.endswith("\\end{aligned}\n$$")
-    assert r"&= 2 \log{\left(\sigma \right)} && \small\text{✓ symbolic}" in latex
-    instance = Derivation(sp.Abs(x) ** 2, scope="instance: x real").step(x**2, why="square").check()
-    assert instance.math().latex.endswith(r"\text{✓ symbolic, instance}" + "\n\\end{aligned}")
+    assert r"&\log{\left(\sigma^{2} \right)} && \small\text{scope: general}" in latex
+    assert r"&= 2 \log{\left(\sigma \right)} && \small\text{(1) ✓ symbolic}" in latex
+    instance = Derivation(sp.Abs(x) ** 2, scope="instance: x real, {50% & $}").step(x**2).check()
+    latex = instance.math().latex
+    assert latex.endswith(r"\text{(1) ✓ symbolic, instance}" + "\n\\end{aligned}")
+    assert r"\text{scope: instance: x real, \{50\% \& \$\}}" in latex  # TeX's specials escaped
+
+
+def test_show_displays_and_glues_only_a_checked_derivation(monkeypatch):
+    """show(label) is what a proof block pastes: the display, with myst-nb's glue metadata."""
+    import IPython.display
+    shown = []
+    monkeypatch.setattr(IPython.display, "display", lambda obj, **kw: shown.append((obj, kw)))
+    d = Derivation(sp.log(sigma**2), scope="general").step(2 * sp.log(sigma))
+    with pytest.raises(ValueError, match="check"):
+        d.show("thm-x")  # unchecked: a proof would display a step nobody verified
+    d.check().show("thm-x", part="b")
+    (obj, kw), = shown
+    assert obj.latex == d.math().latex and d.label == "thm-x"
+    assert kw["metadata"] == {"scrapbook": {"name": "thm-x:b", "mime_prefix": ""}}
+    for bad in ("", None):
+        with pytest.raises(ValueError, match="label"):
+            d.show(bad)

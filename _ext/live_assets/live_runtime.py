@@ -74,21 +74,25 @@ class _Session:
         proofs = sys.modules.get("paperlib.proofs")
         if proofs is None:
             return self._run(source)
-        saved = proofs.Derivation.check, proofs.Derivation.refute
+        saved = proofs.Derivation.check, proofs.Derivation.refute, proofs.Derivation.show
         stubs = {"check_answer": lambda *args, **kwargs: True,
                  "equivalent": lambda *args, **kwargs: True}
+        answers = sys.modules.get("paperlib.answers")
+        real = {"equivalent": proofs.equivalent,
+                "check_answer": getattr(answers, "check_answer", proofs.mark_answer)}
         replaced = {name: stub for name, stub in stubs.items()
-                    if self.namespace.get(name) is getattr(proofs, name)}
+                    if self.namespace.get(name) is real[name]}
         proofs.Derivation.check = lambda derivation: derivation
         proofs.Derivation.refute = lambda derivation: "(not checked: run this cell itself)"
+        proofs.Derivation.show = lambda derivation, *args, **kwargs: None
         self.namespace.update(replaced)
         try:
             return self._run(source)
         finally:
-            proofs.Derivation.check, proofs.Derivation.refute = saved
+            proofs.Derivation.check, proofs.Derivation.refute, proofs.Derivation.show = saved
             for name, stub in replaced.items():
                 if self.namespace.get(name) is stub:
-                    self.namespace[name] = getattr(proofs, name)
+                    self.namespace[name] = real[name]
 
     def _run(self, source: str) -> str:
         self.outputs = []
