@@ -2,7 +2,7 @@
 
 A chapter's exercise cell is only ``my_answer = None`` and ``check_answer("gan-ex-d-star",
 my_answer)``: the expected result lives here, out of the reader's view on the page, and is marked
-by :func:`paperlib.proofs.mark_answer` (symbolically, or at random points of the domain), so any
+by :func:`paperlib.proofs.verdict_on` (symbolically, or at random points of the domain), so any
 equivalent form of the right answer is accepted.
 
 Each entry is a function of no arguments that builds the expected expression with SymPy, or a
@@ -18,9 +18,9 @@ from dataclasses import dataclass
 
 import sympy as sp
 
-from paperlib.proofs import mark_answer
+from paperlib.proofs import verdict_on
 
-__all__ = ["ANSWERS", "answer", "check_answer", "expected"]
+__all__ = ["ANSWERS", "Verdict", "answer", "check_answer", "expected"]
 
 
 @dataclass(frozen=True)
@@ -51,18 +51,33 @@ def expected(label: str) -> tuple[sp.Expr, object]:
     return sp.sympify(value), assumptions
 
 
-def check_answer(label: str, answer) -> bool:
-    """Mark the reader's ``answer`` to exercise ``label``; prints one line (with a hint if wrong).
+class Verdict:
+    """A marked answer: true when right; shown (in Jupyter, or printed) as its one-line verdict."""
+
+    def __init__(self, right: bool, message: str) -> None:
+        self.right, self.message = right, message
+
+    def __bool__(self) -> bool:
+        return self.right
+
+    def __repr__(self) -> str:
+        return self.message
+
+
+def check_answer(label: str, answer) -> Verdict:
+    """Mark the reader's ``answer`` to exercise ``label``.
 
     ``answer`` is ``None`` (not answered yet), a string such as ``"a/(a + b)"`` or a SymPy
     expression; symbols are matched to the expected answer's by name, whatever their assumptions.
+    The result is true when the answer is right, and a cell that ends with the call shows its
+    one-line verdict (with the exercise's hint when the answer is missing or wrong).
     """
     value, assumptions = expected(label)
     if isinstance(answer, sp.Basic):
         by_name = {s.name: s for s in value.free_symbols}
         answer = answer.subs({s: by_name[s.name] for s in answer.free_symbols
                               if isinstance(s, sp.Symbol) and s.name in by_name}, simultaneous=True)
-    return mark_answer(answer, value, assumptions=assumptions, hint=ANSWERS[label].hint)
+    return Verdict(*verdict_on(answer, value, assumptions, ANSWERS[label].hint))
 
 
 # --- One section per chapter, in reading order. Labels are the exercises' own (`:label:`).

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 
 import sympy as sp
 
-__all__ = ["Derivation", "StepError", "equivalent", "mark_answer"]
+__all__ = ["Derivation", "StepError", "equivalent", "mark_answer", "verdict_on"]
 
 SCOPES = ("general", "instance: ", "dimension: ")
 _RELATIONS = {"=": "=", "==": "=", "<=": r"\le", ">=": r"\ge"}
@@ -449,15 +449,24 @@ def mark_answer(answer, expected, assumptions=None, hint: str = "") -> bool:
     """Mark a reader's answer right or wrong, whatever algebraic form it is written in.
 
     The chapters' exercises call :func:`paperlib.answers.check_answer` with the exercise's label,
-    which looks the expected answer up and calls this.
+    which looks the expected answer up and marks it with :func:`verdict_on`; this prints the
+    one-line verdict and returns whether the answer is right.
+    """
+    right, message = verdict_on(answer, expected, assumptions, hint)
+    print(message)
+    return right
+
+
+def verdict_on(answer, expected, assumptions=None, hint: str = "") -> tuple[bool, str]:
+    """Whether ``answer`` equals ``expected``, and the one-line verdict a reader sees.
 
     ``answer`` is a SymPy expression or a string such as ``"mu**2 / 2"`` (parsed with the symbols
-    of ``expected``). Prints a one-line verdict, with ``hint`` when the answer is wrong.
+    of ``expected``); ``hint`` is added when the answer is missing or wrong.
     """
     expected = sp.sympify(expected)
+    hinted = f" Hint: {hint}" if hint else ""
     if answer is None or answer is Ellipsis:
-        print("Not answered yet." + (f" Hint: {hint}" if hint else ""))
-        return False
+        return False, "Not answered yet." + hinted
     if isinstance(answer, str):
         names = {s.name: s for s in expected.free_symbols}
         try:
@@ -465,22 +474,18 @@ def mark_answer(answer, expected, assumptions=None, hint: str = "") -> bool:
                 sp.parsing.sympy_parser.standard_transformations
                 + (sp.parsing.sympy_parser.convert_xor,)))
         except (SyntaxError, TypeError, sp.SympifyError) as error:
-            print(f"✗ Could not read the answer ({error}).")
-            return False
+            return False, f"✗ Could not read the answer ({error})."
     answer = sp.sympify(answer)
     unknown = answer.free_symbols - expected.free_symbols
     if unknown:
         names = ", ".join(sorted(s.name for s in unknown))
-        print(f"✗ Not quite: the answer uses {names}, which the expected result does not."
-              + (f" Hint: {hint}" if hint else ""))
-        return False
+        return False, (f"✗ Not quite: the answer uses {names}, which the expected result does "
+                       "not." + hinted)
     verdict = _compare(answer, expected, "=", _Domain.from_assumptions(assumptions), 24, 0)
     if verdict.holds:
-        print(f"✓ Right: {answer} equals the expected result ({verdict.method} check).")
-        return True
-    print("✗ Not quite: " + verdict.describe("your answer", "the expected result")
-          + (f" Hint: {hint}" if hint else ""))
-    return False
+        return True, f"✓ Right: {answer} equals the expected result ({verdict.method} check)."
+    return False, ("✗ Not quite: " + verdict.describe("your answer", "the expected result")
+                   + hinted)
 
 
 check_answer = mark_answer  # the old name, until every chapter calls paperlib.answers.check_answer

@@ -24,7 +24,7 @@ from matplotlib.figure import Figure
 from torch import nn
 
 import paperlib
-from paperlib import _checks, adam, claims, data, flows, gan, made, plot, proofs, resnet, stn, train, vae
+from paperlib import _checks, adam, answers, claims, data, flows, gan, made, plot, proofs, resnet, stn, train, vae
 
 NAN = float("nan")
 LONG = dict(dtype=torch.long)
@@ -146,6 +146,15 @@ BAD_INPUTS = [
         TypeError, r"^assumptions\b"),
     bad("proofs.check_answer", lambda: proofs.check_answer("x", x, assumptions=[42]),
         TypeError, r"^assumptions\b"),
+    bad("proofs.mark_answer", lambda: proofs.mark_answer("x", x, assumptions=[42]),
+        TypeError, r"^assumptions\b"),
+    bad("proofs.verdict_on", lambda: proofs.verdict_on("x", x, assumptions=[42]),
+        TypeError, r"^assumptions\b"),
+    # answers
+    bad("answers.check_answer", lambda: answers.check_answer("no-such-exercise", "x"),
+        KeyError, r"^.label\b"),
+    bad("answers.expected", lambda: answers.expected("no-such-exercise"), KeyError, r"^.label\b"),
+    bad("answers.answer", lambda: _register_twice("bad-inputs-demo"), ValueError, r"^label\b"),
     # resnet
     bad("resnet.blocks_per_stage", lambda: resnet.blocks_per_stage(21), ValueError, r"^depth\b"),
     bad("resnet.pad_shortcut", lambda: resnet.pad_shortcut(torch.zeros(1, 4, 2, 2), out_channels=2),
@@ -242,9 +251,20 @@ EXEMPT = {
     "gan.GANHistory": "a dataclass of recorded losses that train_gan fills, not user input",
     "train.History": "a dataclass of recorded losses that fit fills, not user input",
     "claims.ClaimError": "an exception class: raised by claim, not called by readers",
+    "answers.Answer": "a record of one exercise's expected answer, built by the answer decorator",
+    "answers.Verdict": "the result check_answer returns, not built by readers",
     "proofs.DisplayMath": "holds a LaTeX string for display; Derivation.math builds it",
     "proofs.StepError": "an exception class: raised by Derivation.check, not called by readers",
 }
+
+
+def _register_twice(label: str) -> None:
+    """answers.answer with a label that already has an answer (the registry is left as it was)."""
+    try:
+        answers.answer(label)(lambda: 0)
+        answers.answer(label)(lambda: 1)
+    finally:
+        answers.ANSWERS.pop(label, None)
 
 
 def public_names() -> set[str]:
