@@ -85,13 +85,16 @@ class PageReport:
     failed_requests: list[str] = field(default_factory=list)
     broken_images: list[str] = field(default_factory=list)
     leaked_tex: list[str] = field(default_factory=list)
+    proofs_run_together: list[str] = field(default_factory=list)
+    proofs_without_derivation: list[str] = field(default_factory=list)
     console_errors: list[str] = field(default_factory=list)
     page_errors: list[str] = field(default_factory=list)
 
     def problems(self) -> list[str]:
         out = []
         for name in ("untypeset", "merrors", "offsite_requests", "failed_requests",
-                     "broken_images", "leaked_tex", "console_errors", "page_errors"):
+                     "broken_images", "leaked_tex", "proofs_run_together",
+                     "proofs_without_derivation", "console_errors", "page_errors"):
             for item in getattr(self, name):
                 out.append(f"{name}: {item}")
         return out
@@ -119,6 +122,15 @@ async () => {
   if (window.MathJax && MathJax.startup && MathJax.startup.promise) {
     await MathJax.startup.promise;
   }
+  // sphinx-proof's proofs (its statements carry their kind as a class too): each must show its
+  // steps as a list or as the pasted, checked derivation, never "Proof. 1. ... 2. ..." in one
+  // paragraph, and each must paste a derivation (the checked steps with their verdicts).
+  const kinds = ['theorem', 'lemma', 'proposition', 'corollary', 'definition', 'remark',
+                 'conjecture', 'example', 'property', 'observation', 'criterion', 'algorithm',
+                 'axiom', 'assumption', 'notation'];
+  const proofs = [...document.querySelectorAll('div.admonition.proof')]
+    .filter(d => !kinds.some(k => d.classList.contains(k)));
+  const head = d => d.textContent.trim().replace(/\s+/g, ' ').slice(0, 80);
   await Promise.all([...document.images].map(img => {
     img.loading = 'eager';
     return img.complete ? null : new Promise(done => { img.onload = img.onerror = done; });
@@ -135,6 +147,11 @@ async () => {
     broken_images: [...document.images].filter(i => !i.complete || i.naturalWidth === 0)
                     .map(i => i.currentSrc || i.src),
     leaked_tex: leakedTex(),
+    proofs_run_together: proofs.filter(d => /^Proof\.\s*(\(.*?\)\s*)?1\.\s/.test(
+                            d.querySelector('p') ? d.querySelector('p').textContent.trim() : ''))
+                           .map(head),
+    proofs_without_derivation: proofs.filter(d => !d.querySelector('.pasted-math mjx-container'))
+                                 .map(head),
   };
 }
 """
@@ -173,7 +190,8 @@ def audit(browser, url: str, inject: str | None = None) -> PageReport:
         context.close()
     report.math_elements = found["math_elements"]
     report.mjx_containers = found["mjx_containers"]
-    for key in ("untypeset", "merrors", "broken_images", "leaked_tex"):
+    for key in ("untypeset", "merrors", "broken_images", "leaked_tex", "proofs_run_together",
+                "proofs_without_derivation"):
         getattr(report, key).extend(found[key])
     return report
 
@@ -233,10 +251,15 @@ def _append(html: str) -> str:
     ('<img src="no-such-figure.png" alt="missing">', "broken_images"),
     ('<img src="https://example.org/figure.png" alt="remote">', "offsite_requests"),
     (r'<p>| 1 | $\mathbb E_q[\log p(x)]$ | raw Markdown table |</p>', "leaked_tex"),
+    ('<div class="proof admonition"><p>Proof. 1. Expand. 2. Collect.</p></div>',
+     "proofs_run_together"),
+    ('<div class="proof admonition"><p>Proof.</p><ol><li>Expand.</li></ol></div>',
+     "proofs_without_derivation"),
 ])
 def test_the_check_catches_a_broken_page(browser, site, toc_chapters, snippet, flagged) -> None:
-    """The audit is not vacuous: an undefined macro, a broken image, an off-site request, and
-    TeX left as plain text (a Markdown output that was not parsed) each fail it."""
+    """The audit is not vacuous: an undefined macro, a broken image, an off-site request, TeX
+    left as plain text (a Markdown output that was not parsed), a proof whose numbered steps run
+    together in one paragraph, and a proof that pastes no checked derivation each fail it."""
     report = audit(browser, _chapter_url(site, toc_chapters), inject=_append(snippet))
     assert getattr(report, flagged), f"{flagged} not detected: {report}"
     assert report.problems()

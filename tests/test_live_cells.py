@@ -228,6 +228,9 @@ class LivePage:
         cells = self.page.locator(".live-cell").filter(
             has=self.page.locator("textarea.live-source", has_text=text))
         assert cells.count() == 1, f"{cells.count()} live cells hold {text!r}"
+        # a check cell tagged hide-input keeps its live editor in the "Show code cell source"
+        # toggle: open it, as a reader would
+        cells.first.evaluate("c => { const d = c.closest('details'); if (d) d.open = true; }")
         return cells.first
 
     def run(self, cell, source: str | None = None, timeout_s: float = COLD_S, key: bool = False):
