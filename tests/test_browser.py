@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 import http.server
 import os
 import threading
@@ -329,3 +330,42 @@ def test_the_phone_check_catches_a_wide_block(browser, site, toc_chapters) -> No
     report = phone_report(browser, url, inject=_append('<div style="width: 900px">wide</div>'
                                                        '<pre style="width: 900px">x</pre>'))
     assert report["page_scrolls_sideways"] or report["wide_blocks"], report
+
+
+# --- search: results quote prose, not TeX source or code
+
+RAW_SOURCE = re.compile(r"\\[A-Za-z]+|\$|\bimport \w|\bsp\.\w|= Derivation\(")
+
+
+def test_search_snippets_quote_prose_not_tex_or_code(browser, site, built_book) -> None:
+    """Searching for words that occur beside formulas and code gives snippets free of TeX and
+    code (_ext/search_snippets.py); the index lists no page for TeX command words."""
+    context = browser.new_context()
+    context.route("**/*", lambda r: r.continue_() if urlparse(r.request.url).hostname in LOCAL_HOSTS
+                  else r.abort())
+    page = context.new_page()
+    page.set_default_timeout(TIMEOUT_MS)
+    snippets = {}
+    try:
+        for query in ("reparameterization", "derivation", "jacobian"):
+            page.goto(site + f"search.html?q={query}", wait_until="load")
+            page.wait_for_function(
+                "document.querySelectorAll('#search-results li p.context').length > 2")
+            page.wait_for_timeout(500)  # the later results' snippets
+            snippets[query] = page.eval_on_selector_all(
+                "#search-results li p.context", "ps => ps.map(p => p.textContent)")
+        # the control: the same function keeps prose and drops a formula and a code cell
+        control = page.evaluate("""Search.htmlToText('<div role="main"><p>prose words '
+            + '<span class="math">\\\\(\\\\alpha\\\\)</span></p><div class="cell_input">import torch</div></div>')""")
+    finally:
+        context.close()
+    bad = {q: [s[:160] for s in found if RAW_SOURCE.search(s)] for q, found in snippets.items()}
+    assert not any(bad.values()), bad
+    assert all(len(found) >= 3 for found in snippets.values()), snippets
+    assert "prose words" in control and not RAW_SOURCE.search(control), control
+    assert RAW_SOURCE.search(r"the ELBO \(\mathbb E_q\)") and RAW_SOURCE.search("import torch")
+
+    text = (built_book.html / "searchindex.js").read_text()
+    terms = json.loads(text[text.index("(") + 1:text.rindex(")")])["terms"]
+    listed = {c: terms[c] for c in ("mathbb", "frac", "mathcal", "operatorname") if terms.get(c)}
+    assert not listed, f"TeX command words indexed as searchable text: {listed}"
