@@ -60,12 +60,16 @@ def _report_coverage(terminalreporter, chapters: dict) -> None:
     """One row per chapter: derivations, steps, and how the steps were established."""
     methods = ("symbolic", "numeric", "instance", "unchecked")
     terminalreporter.section("Proof coverage (steps of checked derivations; make proofs)")
-    terminalreporter.write_line(f"{'chapter':20s} {'derivations':>11s} {'steps':>6s} "
+    terminalreporter.write_line(f"{'chapter':20s} {'derivations':>11s} {'in proofs':>9s} "
+                                f"{'steps':>6s} {'displayed':>9s} "
                                 + " ".join(f"{m:>9s}" for m in methods) + f" {'no scope':>9s}")
     for name, derivations in sorted(chapters.items()):
         steps = [s for d in derivations for s in d["steps"]]
+        shown = [d for d in derivations if d["label"]]  # pasted into a prf:proof block
+        displayed = sum(len(d["steps"]) for d in shown)
         undeclared = sum(d["scope"] == "undeclared" for d in derivations)
-        terminalreporter.write_line(f"{name:20s} {len(derivations):11d} {len(steps):6d} "
+        terminalreporter.write_line(f"{name:20s} {len(derivations):11d} {len(shown):9d} "
+                                    f"{len(steps):6d} {displayed:9d} "
                                     + " ".join(f"{sum(s['method'] == m for s in steps):9d}"
                                                for m in methods) + f" {undeclared:9d}")
     COVERAGE_FILE.parent.mkdir(exist_ok=True)
