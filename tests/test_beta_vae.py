@@ -9,8 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch.distributions import Bernoulli, Independent, Normal, kl_divergence
 
-from paperlib.proofs import check_answer
-from paperlib.vae import (BETA_SCALES, ConvVAE, active_latents, bernoulli_nll, beta_vae_loss,
+from paperlib.answers import check_answer
+from paperlib.vae import (BETA_SCALES, VAE, ConvVAE, active_latents, bernoulli_nll, beta_vae_loss,
                           capacity_loss, capacity_schedule, kl_normal)
 
 
@@ -149,20 +149,43 @@ def test_every_scale_builds_and_trains_for_two_steps(scale):
 
 
 def test_the_chapters_derive_it_yourself_checkers_reject_wrong_answers():
-    """The chapter's two check_answer exercises accept the right form and reject plausible slips."""
-    beta, D, R, C = sp.symbols("beta D R C", real=True)
-    # exercise: d/d beta of the Lagrangian F = -D - beta * (R - C)
-    expected = sp.diff(-D - beta * (R - C), beta)
-    assert check_answer("C - R", expected)
-    assert not check_answer("C", expected)          # the notes' dL/dbeta = C
-    assert not check_answer("R - C", expected)
-    # exercise: the optimal rate of the Gaussian source, R*(beta) = log(v / (beta sigma^2)) / 2
-    v, sigma = sp.symbols("v sigma", positive=True)
-    beta_p = sp.Symbol("beta", positive=True)
-    rate = sp.log(v / (beta_p * sigma**2)) / 2
-    assert check_answer("log(v) / 2 - log(beta * sigma**2) / 2", rate)
-    assert not check_answer("log(v / (beta * sigma**2))", rate)   # the 1/2 dropped
-    assert not check_answer("log(v / beta) / 2", rate)
+    """The chapter's two exercises accept the right answer in another form and reject plausible slips."""
+    # d/d beta of the Lagrangian F = -D - beta * (R - C)
+    assert check_answer("beta_vae-ex-dF-dbeta", "C - R")
+    assert check_answer("beta_vae-ex-dF-dbeta", "-(R - C)")
+    assert not check_answer("beta_vae-ex-dF-dbeta", "C")              # the notes' dL/dbeta = C
+    assert not check_answer("beta_vae-ex-dF-dbeta", "R - C")
+    assert not check_answer("beta_vae-ex-dF-dbeta", None)
+    # the smallest value of J(d) = d / (2 sigma^2) + beta/2 log(v / d): beta/2 (1 + log(v / (beta sigma^2)))
+    beta, v, sigma = sp.symbols("beta v sigma")
+    label = "beta_vae-ex-min-loss"
+    assert check_answer(label, "beta / 2 * (1 + log(v) - log(beta) - 2 * log(sigma))")
+    assert check_answer(label, beta / 2 + beta * sp.log(sp.sqrt(v) / (sp.sqrt(beta) * sigma)))
+    assert not check_answer(label, "beta / 2")                                     # the rate term dropped
+    assert not check_answer(label, "beta * log(v / (beta * sigma**2)) / 2")        # the distortion term dropped
+    assert not check_answer(label, "beta / 2 + log(v / (beta * sigma**2)) / 2")    # R* without its weight beta
+    assert not check_answer(label, "1 / 2 + beta * log(v / sigma**2) / 2")         # d* = sigma^2
+    wrong = check_answer(label, "beta / 2")
+    assert "Hint: put d* = beta sigma^2 into both terms" in repr(wrong) and repr(wrong).count("Hint") == 1
+
+
+def test_beta_one_is_the_vae_models_own_loss_and_no_other_beta_is():
+    """beta_vae_loss at beta = 1 is VAE.loss (the VAE chapter's training loss) on the same forward pass;
+    at any other beta the two differ by (beta - 1) times the mean KL, so "beta = 0 is the VAE" fails."""
+    torch.manual_seed(0)
+    model = VAE(x_dim=16, hidden=8, z_dim=3).double()
+    x = torch.rand(7, 16, dtype=torch.float64).round()
+    state = torch.get_rng_state()
+    vae_loss = model.loss(x)
+    torch.set_rng_state(state)
+    logits, mu, logvar, _ = model(x)
+    mean_kl = kl_normal(mu, logvar).mean()
+    assert mean_kl > 0.01
+    torch.testing.assert_close(beta_vae_loss(logits, x, mu, logvar, 1.0), vae_loss, rtol=0, atol=1e-12)
+    for beta in (0.0, 0.5, 4.0):
+        gap = beta_vae_loss(logits, x, mu, logvar, beta) - vae_loss
+        torch.testing.assert_close(gap, (beta - 1) * mean_kl, rtol=1e-12, atol=1e-12)
+        assert abs(gap) > 0.5 * abs(beta - 1) * mean_kl      # the notes' beta = 0 (or any beta != 1) is not the VAE
 
 
 @pytest.mark.parametrize("call, error, name", [

@@ -57,11 +57,22 @@ def hidden_solutions(cells) -> list[str]:
     return found
 
 
+READER_CHECK = re.compile(r"check_answer\(\s*[\"']([^\"']+)[\"']\s*,\s*my_answer\s*\)")
+
+
 def derive_it_yourself(cells) -> list[str]:
-    """Code cells in which the reader types an answer that check_answer marks."""
+    """Code cells in which the reader types an answer that check_answer marks by exercise label."""
     return [c.source for c in cells if c.cell_type == "code"
             and re.search(r"^my_answer\s*=\s*None\b", c.source, re.M)
-            and "check_answer(my_answer" in c.source]
+            and READER_CHECK.search(c.source)]
+
+
+def expected_answer_in_view(source: str) -> list[str]:
+    """The lines of a reader's cell other than `my_answer = None` and the check_answer call:
+    whatever else it computes (an expected answer, say) is in the reader's view."""
+    lines = [line.split("#")[0].strip() for line in source.splitlines()]
+    return [line for line in lines if line and not re.match(r"^my_answer\s*=\s*None$", line)
+            and not READER_CHECK.fullmatch(line)]
 
 
 def discussion_questions(cells) -> list[str]:
@@ -135,6 +146,34 @@ def test_derive_it_yourself_cells_check_the_readers_answer(notebook: Path) -> No
               and re.search(r"^assert check_answer\(", c.source, re.M)
               and "proof" in c.metadata.get("tags", [])]
     assert len(solved) >= len(derive_it_yourself(cells)) >= 2
+
+
+@pytest.mark.parametrize("notebook", CHAPTERS, ids=_ids)
+def test_expected_answers_stay_out_of_the_readers_view(notebook: Path) -> None:
+    """A blank is `my_answer = None` and `check_answer("<label>", my_answer)`, nothing else: the
+    expected answer lives in paperlib.answers under the exercise's own label."""
+    from paperlib import answers
+
+    cells = _cells(notebook)
+    labels = set(exercises(cells))
+    problems = []
+    for source in derive_it_yourself(cells):
+        label = READER_CHECK.search(source).group(1)
+        if label not in answers.ANSWERS:
+            problems.append(f"{label!r}: no expected answer in paperlib.answers")
+        if label not in labels:
+            problems.append(f"{label!r}: not the label of an exercise of this chapter")
+        extra = expected_answer_in_view(source)
+        if extra:
+            problems.append(f"{label!r}: the reader's cell also runs {extra}")
+    assert not problems, "\n".join(problems)
+
+
+def test_a_blank_that_computes_its_answer_in_view_is_caught() -> None:
+    source = ('a, b = sp.symbols("a b")\nexpected = a / (a + b)\nmy_answer = None\n'
+              'check_answer("gan-ex-d-star", my_answer)')
+    assert expected_answer_in_view(source) == ['a, b = sp.symbols("a b")', "expected = a / (a + b)"]
+    assert expected_answer_in_view('my_answer = None  # type here\ncheck_answer("x", my_answer)') == []
 
 
 # --- the errata page: the audit of the notes decides its entries (tests/test_audit.py); here, that
