@@ -12,7 +12,8 @@ from scipy import integrate
 from torch.distributions import Bernoulli, Categorical, Normal, kl_divergence as torch_kl
 
 from paperlib import gan
-from paperlib.proofs import check_answer
+from paperlib.answers import check_answer
+from paperlib.claims import ClaimError, claim
 
 
 def _dirichlet(k, n, seed, dtype=torch.float64):
@@ -183,20 +184,25 @@ def test_bad_inputs_name_the_argument(call, name, error):
     assert str(info.value).startswith(name)
 
 
-def test_derive_it_yourself_checkers_reject_plausible_wrong_answers(capsys):
-    a, b, y = sp.symbols("a b y", positive=True)
-    d_star = a / (a + b)
-    assert check_answer("a/(a+b)", d_star)
-    assert not check_answer("b/(a+b)", d_star)
-    assert not check_answer("a/b", d_star)
-    D = sp.Symbol("D", positive=True)
-    ns_grad = sp.diff(-sp.log(D), D)
-    assert check_answer("-1/D", ns_grad)
-    assert not check_answer("-1/(1-D)", ns_grad)
-    c_at_equal = -sp.log(4)
-    assert check_answer("-2*log(2)", c_at_equal)
-    assert not check_answer("-log(2)", c_at_equal)
-    assert "Not quite" in capsys.readouterr().out
+def test_derive_it_yourself_checkers_accept_other_forms_and_reject_plausible_wrong_answers():
+    """The chapter's three blanks, marked through paperlib.answers by their exercise labels."""
+    a, b = sp.symbols("a b", positive=True)
+    assert check_answer("gan-ex-d-star", "a/(a+b)")
+    assert check_answer("gan-ex-d-star", "1/(1 + b/a)")
+    assert check_answer("gan-ex-d-star", a / (a + b))
+    for wrong in ("b/(a+b)", "a/b", "1/2"):
+        assert not check_answer("gan-ex-d-star", wrong), wrong
+    assert check_answer("gan-ex-c-at-optimum", "-log(4)")
+    assert check_answer("gan-ex-c-at-optimum", "2*log(1/2)")
+    for wrong in ("-log(2)", "log(4)", "0"):
+        assert not check_answer("gan-ex-c-at-optimum", wrong), wrong
+    assert check_answer("gan-ex-ns-gradient", "-1/D")
+    assert check_answer("gan-ex-ns-gradient", sp.diff(-sp.log(sp.Symbol("D")), sp.Symbol("D")))
+    for wrong in ("-1/(1-D)", "1/D", "-log(D)"):
+        assert not check_answer("gan-ex-ns-gradient", wrong), wrong
+    verdict = check_answer("gan-ex-ns-gradient", "1/D")
+    assert "Not quite" in repr(verdict) and "the derivative of log D is 1/D" in repr(verdict)
+    assert repr(check_answer("gan-ex-d-star", None)).startswith("Not answered yet. Hint:")
 
 
 def test_a_non_finite_loss_stops_training_before_any_weight_is_updated():
@@ -235,3 +241,33 @@ def test_an_untrained_ring_generator_covers_no_mode(seed):
         points = G.sample(1000, torch.Generator().manual_seed(9))
     covered, good = gan.mode_coverage(points, std=0.1)
     assert covered == 0 and good < 0.01
+
+
+def _largest_mode_share(points: torch.Tensor, std: float = 0.1) -> float:
+    """What the chapter's mode_shares(...).max() measures: the largest share of samples on one mode."""
+    angle = 2 * math.pi * torch.arange(8, dtype=points.dtype) / 8
+    centres = 2 * torch.stack([angle.cos(), angle.sin()], dim=1)
+    distance, nearest = torch.cdist(points, centres).min(dim=1)
+    return torch.bincount(nearest[distance <= 3 * std], minlength=8).max().item() / len(points)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_the_controls_fail_the_chapters_mode_collapse_claims(seed):
+    """The ring claims ("visits at least 3 modes", "one mode holds at least a quarter of the samples")
+    fail on an untrained generator, and the second fails on real data from the ring."""
+    torch.manual_seed(seed)
+    G = gan.Generator(8, 2, hidden=(128, 128))
+    with torch.no_grad():
+        untrained = G.sample(1000, torch.Generator().manual_seed(9))
+    with pytest.raises(ClaimError):
+        claim("over training, the generator visits at least 3 of the 8 modes",
+              gan.mode_coverage(untrained, std=0.1)[0], at_least=3)
+    real = gan.ring_of_gaussians(1000, std=0.1, generator=torch.Generator().manual_seed(seed + 3))
+    for points in (untrained, real):
+        with pytest.raises(ClaimError):
+            claim("at its best checkpoint, one mode holds at least a quarter of the generator's samples",
+                  _largest_mode_share(points), at_least=0.25)
+    # the same measure agrees with gan.mode_coverage's rule: no mode reaches a quarter of the samples
+    assert gan.mode_coverage(real, std=0.1, min_share=0.25)[0] == 0
+    one_mode = real[torch.cdist(real, torch.tensor([[2.0, 0.0]])).squeeze(1) < 0.3]
+    assert _largest_mode_share(one_mode) == pytest.approx(1.0)  # and the claim can hold
