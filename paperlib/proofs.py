@@ -32,6 +32,7 @@ SCOPES = ("general", "instance: ", "dimension: ")
 _RELATIONS = {"=": "=", "==": "=", "<=": r"\le", ">=": r"\ge"}
 _TOLERANCE = 1e-9
 _DIGITS = 30
+_INTEGER_DECADES = 4  # an integer with no upper bound is also drawn up to 10^4 above its lower one
 
 
 class StepError(AssertionError):
@@ -165,8 +166,12 @@ class _Domain:
         integer = symbol.is_integer or region.is_subset(sp.S.Integers)
         if integer:
             lo_i = int(sp.ceiling(lo)) if lo.is_finite else (int(sp.floor(hi)) - 20 if hi.is_finite else -10)
-            hi_i = int(sp.floor(hi)) if hi.is_finite else lo_i + 20
-            value = sp.Integer(rng.randint(lo_i, hi_i))
+            if hi.is_finite:
+                value = sp.Integer(rng.randint(lo_i, int(sp.floor(hi))))
+            elif rng.random() < 0.5:  # "for every t >= 1": small t, where most slips show ...
+                value = sp.Integer(rng.randint(lo_i, lo_i + 20))
+            else:  # ... and t spread log-uniformly up to 10^4 above the bound, not t <= 21 only
+                value = sp.Integer(lo_i + int(10 ** rng.uniform(0, _INTEGER_DECADES)))
         else:
             if lo.is_finite and hi.is_finite:
                 x = float(lo) + (float(hi) - float(lo)) * rng.uniform(0.01, 0.99)

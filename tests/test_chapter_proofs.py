@@ -160,7 +160,8 @@ def test_the_ledger_catches_a_derivation_that_is_never_checked(monkeypatch):
 def test_a_step_that_survives_corruption_is_reported(monkeypatch, pytestconfig):
     """The control for the mutation half: a '>=' step between equal expressions survives being
     turned round, so the test must name it."""
-    source = "x = sp.Symbol('x')\nDerivation(x**2).step(x * x, rel='>=', why='weak').check()"
+    source = ("x = sp.Symbol('x')\nDerivation(x**2, scope='general').step(x * x, rel='>=', why='weak')"
+              ".check()")
     monkeypatch.setattr(sys.modules[__name__], "proof_cells", lambda notebook: [source])
     with pytest.raises(AssertionError, match=r"step 1 \(weak\)"):
         test_every_derivation_holds_and_every_corrupted_step_fails(Path("demo.ipynb"), monkeypatch,

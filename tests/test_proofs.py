@@ -200,3 +200,12 @@ def test_show_displays_and_glues_only_a_checked_derivation(monkeypatch):
     for bad in ("", None):
         with pytest.raises(ValueError, match="label"):
             d.show(bad)
+
+
+def test_for_every_integer_t_is_not_checked_at_small_t_only():
+    """A step that holds for t <= 21 but not for every t >= 1 fails: unbounded integers are also
+    drawn log-uniformly up to 10^4 (here t^2 <= 1000 t breaks at t > 1000)."""
+    t = sp.Symbol("t", integer=True, positive=True)
+    with pytest.raises(StepError):
+        Derivation(1000 * t, scope="general").step(t**2, rel=">=", why="small t only").check()
+    Derivation(1000 * t, assumptions=[t <= 1000], scope="general").step(t**2, rel=">=").check()
