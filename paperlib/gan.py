@@ -54,7 +54,7 @@ def _distributions(**tensors) -> tuple[Tensor, ...]:
 
 
 def optimal_discriminator(p_data: Tensor, p_g: Tensor) -> Tensor:
-    """D*(x) = p_data(x) / (p_data(x) + p_g(x)), elementwise (Proposition 1).
+    """D*(x) = p_data(x) / (p_data(x) + p_g(x)), elementwise (Proposition 1 of the paper).
 
     Where both densities are zero every D is optimal; this returns 1/2 there.
     """
@@ -81,7 +81,7 @@ def js_divergence(p: Tensor, q: Tensor) -> Tensor:
 
 
 def virtual_criterion(p_data: Tensor, p_g: Tensor) -> Tensor:
-    """C(G) = max_D V(D, G) for discrete distributions along the last dimension (Theorem 1)."""
+    """C(G) = max_D V(D, G) for discrete distributions along the last dimension (Theorem 1 of the paper)."""
     p_data, p_g = _distributions(p_data=p_data, p_g=p_g)
     d_star = optimal_discriminator(p_data, p_g)
     # C(G) = sum_x p_data log D*(x) + p_g log(1 - D*(x))
