@@ -81,7 +81,10 @@ def js_divergence(p: Tensor, q: Tensor) -> Tensor:
 
 
 def virtual_criterion(p_data: Tensor, p_g: Tensor) -> Tensor:
-    """C(G) = max_D V(D, G) for discrete distributions along the last dimension (Theorem 1 of the paper)."""
+    """C(G) = max_D V(D, G) for discrete distributions along the last dimension.
+
+    Theorem 1 of the paper: C(G) = -log 4 + 2 JSD(p_data || p_g).
+    """
     p_data, p_g = _distributions(p_data=p_data, p_g=p_g)
     d_star = optimal_discriminator(p_data, p_g)
     # C(G) = sum_x p_data log D*(x) + p_g log(1 - D*(x))
