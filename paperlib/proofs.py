@@ -147,13 +147,15 @@ class _Domain:
     def sample(self, symbols: list[sp.Symbol], n: int, rng: random.Random
                ) -> list[dict[sp.Symbol, sp.Expr]]:
         points: list[dict[sp.Symbol, sp.Expr]] = []
+        # a condition on symbols this comparison does not involve cannot be decided at its points
+        joint = [c for c in self.joint if c.free_symbols <= set(symbols)]
         for _ in range(50 * n):
             if len(points) == n:
                 break
             point = {s: self._draw(s, rng) for s in symbols}
             if any(p is None for p in point.values()):
                 continue
-            if all(bool(c.subs(point)) for c in self.joint):
+            if all(bool(c.subs(point)) for c in joint):
                 points.append(point)
         return points
 

@@ -13,7 +13,8 @@ from torch.distributions import Bernoulli
 
 from paperlib.made import (MADE, SCALES, MaskedLinear, connectivity, direct_mask, hidden_degrees,
                            hidden_mask, input_degrees, mixture_nll, output_mask)
-from paperlib.proofs import check_answer
+from paperlib import answers
+from paperlib.answers import check_answer
 from paperlib.train import fit
 
 
@@ -256,16 +257,44 @@ def test_bad_arguments_name_the_argument(call, name, error):
 
 
 def test_the_chapter_exercise_checkers_reject_plausible_wrong_answers():
-    D, H = sp.symbols("D H", positive=True, integer=True)
-    weights = H * D + D * (D - 1) / 2             # made-ex-weights
-    assert check_answer("H*D + D*(D - 1)/2", weights)
-    assert not check_answer("2*H*D + D*(D - 1)/2", weights)     # forgot that the masks halve W and V
-    assert not check_answer("H*D + D**2/2", weights)            # the diagonal counted as allowed
-    p, d = sp.symbols("p D", positive=True)
-    copying = (2 * p) ** d                        # made-ex-copying
-    assert check_answer("2**D * p**D", copying)
-    assert not check_answer("p**D", copying)                    # one input, not all 2^D
-    assert not check_answer("1", copying)                       # "it is a distribution"
+    # made-ex-weights: H D + D (D - 1) / 2, in any form
+    assert check_answer("made-ex-weights", "H*D + D*(D - 1)/2")
+    assert check_answer("made-ex-weights", "D*(2*H + D - 1)/2")
+    D, H = sp.symbols("D H")                                     # plain symbols are matched by name
+    assert check_answer("made-ex-weights", D * H + sp.binomial(D, 2))
+    assert not check_answer("made-ex-weights", "2*H*D + D*(D - 1)/2")   # forgot that the masks halve W and V
+    assert not check_answer("made-ex-weights", "H*D + D**2/2")          # the diagonal counted as allowed
+    assert not check_answer("made-ex-weights", "H*(D - 1) + D*(D - 1)/2")  # a unit of degree m feeds D - m - 1
+    assert not check_answer("made-ex-weights", None)
+    # made-ex-copying: (2 p)^D
+    assert check_answer("made-ex-copying", "2**D * p**D")
+    assert check_answer("made-ex-copying", "(2*p)**D")
+    assert not check_answer("made-ex-copying", "p**D")                  # one input, not all 2^D
+    assert not check_answer("made-ex-copying", "1")                     # "it is a distribution"
+    assert not check_answer("made-ex-copying", "2*p*D")
+
+
+def test_the_weights_answer_counts_the_masks_of_real_mades():
+    """made-ex-weights is exact, not only in expectation: every hidden unit keeps D weights."""
+    formula, _ = answers.expected("made-ex-weights")
+    symbols = {s.name: s for s in formula.free_symbols}
+    for d, h, seed in [(2, 1, 0), (5, 7, 1), (12, 30, 2), (40, 9, 3)]:
+        model = MADE(d, [h], num_masks=3, seed=seed)
+        for _ in range(3):
+            model.update_masks()
+            kept = sum(int(layer.mask.sum()) for layer in model.layers) + int(model.direct.mask.sum())
+            assert kept == formula.subs({symbols["D"]: d, symbols["H"]: h})
+
+
+def test_an_output_mask_built_with_ge_lets_an_output_see_its_own_input():
+    """The pitfall of the output mask: with >= in place of >, a hidden unit of degree m(x_i)
+    connects x_i to x_hat_i, so the diagonal of the mask product is no longer zero."""
+    m_in = input_degrees(torch.tensor([2, 0, 1, 3]))
+    m_h = torch.tensor([1, 2, 3, 3])
+    right = connectivity([hidden_mask(m_in, m_h), output_mask(m_h, m_in)])
+    wrong = connectivity([hidden_mask(m_in, m_h), hidden_mask(m_h, m_in)])   # >= into the outputs
+    assert (right[~allowed(m_in)] == 0).all()
+    assert (torch.diagonal(wrong) > 0).any()
 
 
 def test_update_masks_restores_the_mask_after_load_state_dict():

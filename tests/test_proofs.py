@@ -209,3 +209,17 @@ def test_for_every_integer_t_is_not_checked_at_small_t_only():
     with pytest.raises(StepError):
         Derivation(1000 * t, scope="general").step(t**2, rel=">=", why="small t only").check()
     Derivation(1000 * t, assumptions=[t <= 1000], scope="general").step(t**2, rel=">=").check()
+
+
+def test_a_joint_condition_on_a_symbol_the_step_does_not_use_is_skipped():
+    """A condition such as A >= -log(mu) cannot be decided at points that give no value to A:
+    the comparison of steps in mu alone samples mu and ignores it (it used to raise TypeError)."""
+    import random
+
+    from paperlib.proofs import _Domain
+    A, mu = sp.Symbol("A", real=True), sp.Symbol("mu", positive=True)
+    domain = _Domain.from_assumptions([A >= -sp.log(mu), mu < 1])
+    points = domain.sample([mu], 5, random.Random(0))
+    assert len(points) == 5 and all(0 < p[mu] < 1 for p in points)
+    both = domain.sample([A, mu], 20, random.Random(0))  # with A, the condition filters
+    assert both and all(p[A] >= -sp.log(p[mu]) for p in both)

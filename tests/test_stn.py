@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 from pathlib import Path
 
@@ -14,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from paperlib import proofs, stn
-from paperlib.proofs import check_answer
+from paperlib.answers import check_answer
 from paperlib.train import fit
 
 NOTEBOOK = Path(__file__).resolve().parents[1] / "chapters" / "cnn" / "spatial_transformer.ipynb"
@@ -277,28 +278,32 @@ def test_bad_arguments_name_the_argument(call, name, error):
 # --- the chapter's checks -------------------------------------------------------------------
 
 def proof_namespace(edit=None) -> dict:
+    """Run the chapter's setup and proof cells; with ``edit``, stop after the first cell it changes."""
     nb = nbformat.read(NOTEBOOK, as_version=4)
     cells = [c.source for c in nb.cells if c.cell_type == "code"
              and {"parameters", "setup", "proof"} & set(c.metadata.get("tags", []))]
     namespace = {"__name__": "stn_proofs", "display": lambda *a, **k: None}
     for source in cells:
-        exec(compile(edit(source) if edit else source, "<stn proof cell>", "exec"), namespace)  # noqa: S102
+        edited = edit(source) if edit else source
+        exec(compile(edited, "<stn proof cell>", "exec"), namespace)  # noqa: S102
+        if edit and edited != source:
+            break
     return namespace
 
 
-@pytest.fixture(scope="module")
-def chapter():
-    return proof_namespace()
-
-
-def test_the_derive_it_yourself_checkers_reject_plausible_wrong_answers(chapter, capsys):
-    assert check_answer("-2*k/W", chapter["expected_shift"])
-    assert not check_answer("2*k/W", chapter["expected_shift"])   # the sign: grid moves, not image
-    assert not check_answer("-k", chapter["expected_shift"])      # pixels taken as normalised units
-    assert check_answer("(1 - fy)*(U01 - U00) + fy*(U11 - U10)", chapter["expected_dvdx"])
-    assert not check_answer("U01 - U00 + U11 - U10", chapter["expected_dvdx"])  # weights dropped
-    assert not check_answer("(1 - fx)*(U10 - U00) + fx*(U11 - U01)", chapter["expected_dvdx"])  # d/dy
-    assert "Not quite" in capsys.readouterr().out
+def test_the_derive_it_yourself_checkers_reject_plausible_wrong_answers():
+    shift, gradient = "spatial_transformer-ex-shift", "spatial_transformer-ex-bilinear-gradient"
+    assert check_answer(shift, "-2*k/W") and check_answer(shift, "-k/(W/2)")
+    assert not check_answer(shift, "2*k/W")       # the sign: the grid moves, not the image
+    assert not check_answer(shift, "-k")          # pixels taken as normalised units
+    assert not check_answer(shift, "-k/W")        # half-widths taken as widths
+    assert not check_answer(shift, None)
+    assert check_answer(gradient, "(1 - fy)*(U01 - U00) + fy*(U11 - U10)")
+    assert check_answer(gradient, "U01 - U00 + fy*(U00 - U01 - U10 + U11)")
+    assert not check_answer(gradient, "U01 - U00 + U11 - U10")                  # weights dropped
+    assert not check_answer(gradient, "(1 - fx)*(U10 - U00) + fx*(U11 - U01)")  # d/dy
+    verdict = check_answer(gradient, "U01 - U00")
+    assert "Not quite" in repr(verdict) and "Hint" in repr(verdict)
 
 
 def test_the_identity_check_fails_when_align_corners_is_mixed():
@@ -311,13 +316,65 @@ def test_the_identity_check_fails_when_align_corners_is_mixed():
 
 
 @pytest.mark.parametrize("right, wrong", [
-    # the grid-direction check: the output point that reads p is A^-1 (p - b), not A (p - b)
-    ("reads.step((A_rot.T * (p - b))[0]", "reads.step((A_rot * (p - b))[0]"),
-    # eq. 6 from the difference quotient: the weight of U_{m0+1} is f, not 1 - f
-    ("eq6.step(f, why=", "eq6.step(1 - f, why="),
+    # the kernel at whole-pixel offsets: 1 at d = 0, not at d = 1
+    ("on_centres.step(KD(d, 0)", "on_centres.step(KD(d, 1)"),
+    # the identity grid reads U_ij, not its transpose
+    ("reads_itself.step(U[i, j_px]", "reads_itself.step(U[j_px, i]"),
+    # lemma: the weight of U_{m0} is 1 - f, of U_{m0+1} is f, not the other way round
+    ("(1 - f) * KD(k, 0) + f * KD(k, 1), why=", "f * KD(k, 0) + (1 - f) * KD(k, 1), why="),
+    # eq. (6) of the paper against a wrong closed form: x paired with the row index n
+    ("eq6.step(kernel(x - m_pix) * kernel(y - n)", "eq6.step(kernel(x - n) * kernel(y - m_pix)"),
+    # ... and the kernel without its max(0, .)
+    ("eq6.step(kernel(x - m_pix) * kernel(y - n)", "eq6.step((1 - sp.Abs(x - m_pix)) * (1 - sp.Abs(y - n))"),
+    # eq. (7) of the paper with its sign turned round
+    ("eq7_term.step(eq7_case(m_real - x)", "eq7_term.step(eq7_case(x - m_real)"),
+    ("KD(k, 1) - KD(k, 0), why=", "KD(k, 0) - KD(k, 1), why="),
+    # the derivative from the left, U_{m0} - U_{m0-1}, is not the one between m0 and m0 + 1
+    ("eq7.step(U[m0 + 1] - U[m0]", "eq7.step(U[m0] - U[m0 - 1]"),
 ])
-def test_the_grid_direction_and_eq6_checks_fail_on_a_wrong_version(right, wrong):
+def test_the_chapters_checks_fail_on_a_wrong_version(right, wrong):
     nb = nbformat.read(NOTEBOOK, as_version=4)
-    assert any(right in c.source for c in nb.cells)
+    assert sum(right in c.source for c in nb.cells) == 1
     with pytest.raises(proofs.StepError):
         proof_namespace(lambda s: s.replace(right, wrong))
+
+
+@pytest.fixture(scope="module")
+def chapter() -> dict:
+    return proof_namespace()
+
+
+@pytest.mark.parametrize("name, wrong", [
+    # each wrong only at one whole-number offset: the random integers must include that offset
+    ("on_centres", "KD(d, 0) + KD(d, -1)"), ("on_centres", "0 * d"), ("on_centres", "KD(d, 0) + KD(d, 1)"),
+    ("one_term", "(1 - f) * KD(k, 0) + f * KD(k, 1) + f * KD(k, -1)"), ("one_term", "f * KD(k, 1)"),
+    ("one_term", "(1 - f) * KD(k, 0)"), ("one_term", "(1 - f) * KD(k, 0) + f * KD(k, 1) + f * KD(k, 2)"),
+    ("eq7_cases", "KD(k, 1) - KD(k, 0) + KD(k, -1)"), ("eq7_cases", "KD(k, 1)"), ("eq7_cases", "-KD(k, 0)"),
+    ("eq7_cases", "KD(k, 1) - KD(k, 0) + KD(k, 2)"),
+])
+def test_the_integer_offset_checks_reach_every_offset_that_matters(chapter, name, wrong):
+    """The kernel steps are checked at random integers: a value wrong at d or k = -1, 0, 1 or 2 alone
+    must meet a counterexample, so those offsets are among the points tried."""
+    derivation = copy.copy(chapter[name])
+    derivation.steps = [copy.copy(step) for step in derivation.steps]
+    derivation.steps[-1].expr = sp.sympify(eval(wrong, chapter))  # noqa: S307 - the test's own strings
+    derivation.steps[-1].verdict = None
+    with pytest.raises(proofs.StepError):
+        derivation.check()
+
+
+@pytest.mark.parametrize("sampler", ["ours", "torch"])
+def test_the_output_point_that_reads_p_is_a_inverse_of_p_minus_b(sampler):
+    """The grid-direction statement against the grid generator itself: from each sampling position
+    p, A^-1 (p - b) gives back the output pixel centre that reads it; A p + b, A (p - b) and A^-1 p
+    do not."""
+    theta = torch.tensor([[[0.9, -0.4, 0.2], [0.3, 0.7, -0.1]]])
+    A, b = theta[0, :, :2], theta[0, :, 2]
+    grid = (stn.affine_grid(theta, (1, 1, 5, 7)) if sampler == "ours"
+            else F.affine_grid(theta, [1, 1, 5, 7], align_corners=False))
+    p = grid[0].reshape(-1, 2)
+    xs, ys = (2 * torch.arange(7) + 1) / 7 - 1, (2 * torch.arange(5) + 1) / 5 - 1
+    centres = torch.stack(torch.meshgrid(xs, ys, indexing="xy"), -1).reshape(-1, 2)
+    torch.testing.assert_close(torch.linalg.solve(A, (p - b).T).T, centres, rtol=0, atol=1e-12)
+    for wrong in (p @ A.T + b, (p - b) @ A.T, torch.linalg.solve(A, p.T).T):
+        assert (wrong - centres).abs().max() > 0.1
