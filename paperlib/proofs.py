@@ -269,7 +269,8 @@ def _fmt(value: complex) -> str:
 def _text(words: str) -> str:
     """Words for \\text{...}: characters TeX or MathJax would read as markup are escaped."""
     for char, escaped in (("\\", "/"), ("{", r"\{"), ("}", r"\}"), ("$", r"\$"),
-                          ("&", r"\&"), ("#", r"\#"), ("%", r"\%")):
+                          ("&", r"\&"), ("#", r"\#"), ("%", r"\%"),
+                          ("~", "∼")):  # TeX's ~ is a space
         words = words.replace(char, escaped)
     return words
 

@@ -10,7 +10,9 @@ from hypothesis import strategies as st
 from paperlib.flows import (MARGIN, SCALES, FlowVAE, NormalizingFlow, PlanarFlow, annealed_beta, box_wall,
                             fit_potentials, free_energy, kl_box, log_normalizer, m, planar,
                             planar_inverse, potential, stack_forward, u_hat)
-from paperlib.proofs import check_answer
+from paperlib.answers import check_answer
+from paperlib.proofs import Derivation, StepError
+from paperlib.vae import bernoulli_nll, log_normal
 
 
 pytestmark = pytest.mark.usefixtures("float64")  # exact comparisons in double precision
@@ -244,17 +246,85 @@ def test_bad_arguments_name_the_argument(call, name, error):
         call()
 
 
-def test_the_chapters_answer_checkers_reject_plausible_wrong_answers():
+def test_the_chapters_exercises_accept_other_forms_and_reject_plausible_wrong_answers():
+    planar_1d = "normalizing_flows-ex-planar-1d"
+    assert not check_answer(planar_1d, None)
+    for right in ("log(1 + u*w - u*w*tanh(b + w*z)**2)", "log(1 + u*w*sech(w*z + b)**2)",
+                  "log(Abs(1 + u*w*(1 - tanh(w*z + b)**2)))"):
+        assert check_answer(planar_1d, right), right
+    for wrong in ("log(1 + u*w*tanh(w*z + b))",            # h in place of h'
+                  "log(1 + u*(1 - tanh(w*z + b)**2))",      # the chain rule's w forgotten
+                  "1 + u*w*(1 - tanh(w*z + b)**2)"):        # f'(z), not its log
+        assert not check_answer(planar_1d, wrong), wrong
+    affine = "normalizing_flows-ex-affine"
+    for right in ("log(exp(-(s - c)**2/(2*a**2))/(a*sqrt(2*pi)))", "-log(2*pi*a**2)/2 - (s - c)**2/(2*a**2)"):
+        assert check_answer(affine, right), right
+    for wrong in ("-log(2*pi)/2 - (s - c)**2/(2*a**2) + log(a)",   # multiplied by |df/dz|
+                  "-log(2*pi)/2 - (s - c)**2/(2*a**2)",             # no Jacobian at all
+                  "-log(2*pi)/2 - (s - c)**2/2 - log(a)"):          # z = s - c, not (s - c)/a
+        assert not check_answer(affine, wrong), wrong
+
+
+def test_the_chapters_u_hat_check_fails_without_the_division_by_the_norm():
+    """The wrong u_hat (no division by ||w||^2) fails step 1 of the chapter's derivation: that step
+    compares w^T u_hat, computed, with m(w^T u), and is not a tautology."""
     import sympy as sp
-    s = sp.Symbol("s", real=True)
-    # exercise: log-det of a 1-D planar flow f(z) = z + u tanh(w z + b)
-    u, w, z, b = sp.symbols("u w z b", real=True)
-    expected = sp.log(1 + u * w * (1 - sp.tanh(w * z + b) ** 2))
-    assert check_answer("log(1 + u*w - u*w*tanh(b + w*z)**2)", expected)
-    assert not check_answer("log(1 + u*w*tanh(w*z + b))", expected)
-    # exercise: the affine flow z' = a z + c with a > 0 and base N(0, 1): ln q(z')
-    a = sp.Symbol("a", positive=True)
-    c = sp.Symbol("c", real=True)
-    expected2 = -sp.log(2 * sp.pi) / 2 - (s - c) ** 2 / (2 * a**2) - sp.log(a)
-    assert check_answer("log(exp(-(s - c)**2/(2*a**2))/(a*sqrt(2*pi)))", expected2)
-    assert not check_answer("-log(2*pi)/2 - (s - c)**2/(2*a**2) + log(a)", expected2)
+    u = sp.Matrix(sp.symbols("u1:4", real=True))
+    w = sp.Matrix(sp.symbols("w1:4", real=True))
+    wu = (w.T * u)[0]
+    m_of = -1 + sp.log(1 + sp.exp(wu))
+    wrong = u + (m_of - wu) * w                       # the step along w without / ||w||^2
+    with pytest.raises(StepError, match="Step 1"):
+        Derivation((w.T * wrong)[0], scope="dimension: d = 1, 2, 3").step(m_of).check()
+
+
+def test_the_chapters_edge_check_fails_away_from_the_hyperplane():
+    """At w^T u = -1 the slope vanishes at a = -b only: evaluated at a = b it does not."""
+    import sympy as sp
+    a, b = sp.symbols("a b", real=True)
+    slope_at = lambda where: sp.Subs(sp.Derivative(a - sp.tanh(a + b), a), a, where)
+    Derivation(slope_at(-b), scope="general").step(0).check()
+    with pytest.raises(StepError, match="Step 1"):
+        Derivation(slope_at(b), scope="general").step(0).check()
+
+
+def test_flow_vae_elbo_of_one_digit_ignores_the_rest_of_the_batch():
+    """The notes' bug: a batch sum of reconstruction errors in every example's ELBO. The check
+    (the gradient of example 0's ELBO with respect to the other examples) is 0 for FlowVAE and
+    not 0 for the notes' version."""
+    torch.manual_seed(0)
+    model = FlowVAE(x_dim=16, hidden=8, z_dim=3, K=2)
+    x0 = torch.rand(4, 16).round()
+
+    def notes_elbo(x):
+        decoded, zK, log_q0, log_det = model(x)
+        zero = torch.zeros_like(zK)
+        return -bernoulli_nll(decoded, x).sum() + log_normal(zK, zero, zero) - (log_q0 - log_det)
+
+    def pull(elbo):
+        x = x0.clone().requires_grad_(True)
+        (grad,) = torch.autograd.grad(elbo(x)[0], x)
+        return grad[1:].abs().max().item()
+
+    assert pull(model.elbo) == 0
+    assert pull(notes_elbo) > 1e-3
+
+
+def test_the_chapters_block_product_check_rejects_a_wrong_corner():
+    """The chapter checks step 4 of the lemma's proof as a block-matrix identity for a symbolic d;
+    the same comparison fails when the corner is wrong (2 psi^T u in place of psi^T u)."""
+    import sympy as sp
+    n = sp.Symbol("d", integer=True, positive=True)
+    U, P = sp.MatrixSymbol("u", n, 1), sp.MatrixSymbol("psi", n, 1)
+    I_n, I_1, Z = sp.Identity(n), sp.Identity(1), sp.ZeroMatrix(1, n)
+    LMR = sp.block_collapse(sp.BlockMatrix([[I_n, Z.T], [P.T, I_1]])
+                            * sp.BlockMatrix([[I_n + U * P.T, U], [Z, I_1]])
+                            * sp.BlockMatrix([[I_n, Z.T], [-P.T, I_1]]))
+
+    def matches(corner):
+        expected = sp.BlockMatrix([[I_n, U], [Z, corner]])
+        return all(sp.expand(LMR.blocks[i, j] - expected.blocks[i, j]).doit().is_ZeroMatrix
+                   for i in range(2) for j in range(2))
+
+    assert matches(I_1 + P.T * U)
+    assert not matches(I_1 + 2 * P.T * U)
