@@ -8,7 +8,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from paperlib.proofs import check_answer
+from paperlib.answers import check_answer, expected
 from paperlib.resnet import (SCALES, BasicBlock, blocks_per_stage, cifar_resnet, count_parameters,
                              deepen, error_rate, gradient_norms, pad_shortcut, stack_jacobian,
                              train)
@@ -51,6 +51,20 @@ def test_pad_shortcut_subsamples_and_pads_with_zeros():
     # the shortcut lands where a stride-2 3x3 convolution does
     conv = torch.nn.Conv2d(3, 6, 3, 2, 1)
     assert conv(x).shape == y.shape
+
+
+def test_shortcut_gradient_is_the_kept_channels_at_the_kept_positions():
+    """The branch-scale solution's check, P^T g entry by entry, and its control: a shortcut that
+    puts the zero channels first fails it."""
+    x = torch.rand(2, 4, 6, 6, requires_grad=True)
+    g = torch.randn(2, 8, 3, 3)
+    adjoint = torch.zeros_like(x)
+    adjoint[:, :, ::2, ::2] = g[:, :4]
+    (back,) = torch.autograd.grad(pad_shortcut(x, 8, 2), x, g)
+    assert torch.equal(back, adjoint)
+    zeros_first = torch.nn.functional.pad(x[:, :, ::2, ::2], (0, 0, 0, 0, 4, 0))
+    (wrong,) = torch.autograd.grad(zeros_first, x, g)
+    assert not torch.equal(wrong, adjoint)
 
 
 @settings(max_examples=25, deadline=None)
@@ -121,12 +135,26 @@ def test_every_scale_builds_and_trains_for_two_steps(scale):
 
 
 def test_exercise_checkers_reject_plausible_wrong_answers():
-    a, L, n = sp.Symbol("a", real=True), sp.Symbol("L", integer=True, positive=True), sp.Symbol("n", integer=True, positive=True)
-    assert check_answer("(1 + a)**L", (1 + a) ** L)
-    assert not check_answer("1 + a*L", (1 + a) ** L)        # only the first-order terms
-    assert not check_answer("a**L", (1 + a) ** L)           # the plain network's answer
-    assert check_answer("97216*n - 21926", 97216 * n - 21926)
-    assert not check_answer("97216*n", 97216 * n - 21926)    # forgets the missing first blocks
+    chain = "resnet-ex-linear-chain"
+    assert check_answer(chain, "(1 + a)**L") and check_answer(chain, "(a + 1)**L")
+    assert check_answer(chain, sp.exp(sp.Symbol("L") * sp.log(1 + sp.Symbol("a"))))  # another form
+    assert not check_answer(chain, "1 + a*L")         # only the first-order terms
+    assert not check_answer(chain, "a**L")            # the plain network's answer
+    assert not check_answer(chain, "(1 + a)**(L - 1)")  # one block short
+    assert not check_answer(chain, None)
+    count = "resnet-ex-param-count"
+    assert check_answer(count, "97216*n - 21926") and check_answer(count, "75290 + 97216*(n - 1)")
+    assert not check_answer(count, "97216*n")         # forgets the missing first blocks
+    assert not check_answer(count, "97216*n - 21926 + 2752")  # option B's projections counted
+    assert "Hint:" in repr(check_answer(count, "97216*n"))
+
+
+@pytest.mark.parametrize("depth", [8, 14, 20, 32, 44, 56, 110])
+def test_param_count_answer_matches_the_model(depth):
+    """The exercise's expected answer is the model's own count, at every depth of the paper."""
+    value, _ = expected("resnet-ex-param-count")
+    (n,) = value.free_symbols
+    assert value.subs(n, blocks_per_stage(depth)) == count_parameters(cifar_resnet(depth))
 
 
 @pytest.mark.parametrize("call, error, name", [
