@@ -131,6 +131,8 @@ class _Domain:
         """Replacement symbols that carry what SymPy's assumption system can use (the sign)."""
         out = {}
         for s in symbols:
+            if not s.is_commutative:  # a matrix-like symbol stays itself: JS is not SJ
+                continue
             region = self.set_of(s)
             facts = {"real": True}
             if s.is_integer or region.is_subset(sp.S.Integers):
@@ -232,6 +234,10 @@ def _compare(previous: sp.Expr, current: sp.Expr, relation: str, domain: _Domain
         # the difference is a constant: decided symbolically, no need for random points
         return _Verdict(False, "", difference=simplified,
                         detail=f"the two sides differ by the constant {simplified}.")
+    if any(not s.is_commutative for s in symbols):
+        return _Verdict(False, "", difference=simplified,
+                        detail="could not be proved symbolically, and non-commutative symbols "
+                               "(matrices) cannot be evaluated at random numbers.")
     if a.atoms(sp.Indexed) or b.atoms(sp.Indexed):
         return _Verdict(False, "", difference=simplified,
                         detail="could not be proved symbolically, and indexed symbols "

@@ -144,8 +144,6 @@ BAD_INPUTS = [
     bad("proofs.Derivation", lambda: proofs.Derivation(x).step(x, rel="<"), ValueError, r"^rel\b"),
     bad("proofs.equivalent", lambda: proofs.equivalent(x, x, assumptions=["x > 0"]),
         TypeError, r"^assumptions\b"),
-    bad("proofs.check_answer", lambda: proofs.check_answer("x", x, assumptions=[42]),
-        TypeError, r"^assumptions\b"),
     bad("proofs.mark_answer", lambda: proofs.mark_answer("x", x, assumptions=[42]),
         TypeError, r"^assumptions\b"),
     bad("proofs.verdict_on", lambda: proofs.verdict_on("x", x, assumptions=[42]),

@@ -4,7 +4,8 @@ import pytest
 import sympy as sp
 from sympy.stats import Expectation, Normal
 
-from paperlib.proofs import Derivation, StepError, check_answer, equivalent
+from paperlib.proofs import Derivation, StepError, equivalent
+from paperlib.proofs import mark_answer as check_answer  # what paperlib.answers.check_answer calls
 
 mu = sp.Symbol("mu", real=True)
 sigma = sp.Symbol("sigma", positive=True)
@@ -223,3 +224,11 @@ def test_a_joint_condition_on_a_symbol_the_step_does_not_use_is_skipped():
     assert len(points) == 5 and all(0 < p[mu] < 1 for p in points)
     both = domain.sample([A, mu], 20, random.Random(0))  # with A, the condition filters
     assert both and all(p[A] >= -sp.log(p[mu]) for p in both)
+
+
+def test_non_commutative_symbols_are_not_made_commutative():
+    """(1 + J)(1 + S) is not (1 + S)(1 + J) for matrices: a check must not pass it."""
+    J, S = sp.symbols("J S", commutative=False)
+    with pytest.raises(StepError):
+        Derivation((1 + J) * (1 + S), scope="general").step((1 + S) * (1 + J)).check()
+    Derivation((1 + J) * (1 + S), scope="general").step(1 + J + S + J * S).check()
