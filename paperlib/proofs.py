@@ -500,6 +500,3 @@ def verdict_on(answer, expected, assumptions=None, hint: str = "") -> tuple[bool
         return True, f"✓ Right: {answer} equals the expected result ({verdict.method} check)."
     return False, ("✗ Not quite: " + verdict.describe("your answer", "the expected result")
                    + hinted)
-
-
-check_answer = mark_answer  # the old name, until every chapter calls paperlib.answers.check_answer
