@@ -242,3 +242,61 @@ def test_log_px_is_the_iw_bound_of_its_log_weights():
 def test_iw_bound_bad_arguments_name_the_argument(call, error, name):
     with pytest.raises(error, match=rf"^{name}:"):
         call()
+
+
+# --- lem-reparam in code: the change of variables carries the Jacobian sigma
+
+def test_log_density_of_a_reparameterized_sample_carries_the_jacobian():
+    """log p_z(mu + sigma eps) + sum_j log sigma_j = log p_eps(eps): the chapter's density identity,
+    per example. The log sigma term is the Jacobian; the control shows that dropping it (the
+    slip the chapter's pitfall refutes) leaves a gap of exactly sum_j log sigma_j."""
+    g = torch.Generator().manual_seed(5)
+    mu, logvar = torch.randn(6, 3, generator=g), 2 * torch.randn(6, 3, generator=g)
+    eps = torch.randn(6, 3, generator=torch.Generator().manual_seed(9))
+    z = reparameterize(mu, logvar, torch.Generator().manual_seed(9))
+    torch.testing.assert_close(z, mu + (0.5 * logvar).exp() * eps)     # the same eps
+    log_sigma = 0.5 * logvar.sum(1)
+    standard = log_normal(eps, torch.zeros_like(eps), torch.zeros_like(eps))
+    torch.testing.assert_close(log_normal(z, mu, logvar) + log_sigma, standard)
+    # without the Jacobian the two sides differ, by sum_j log sigma_j, which is not small here
+    assert log_sigma.abs().min() > 0.05
+    assert ((log_normal(z, mu, logvar) - standard).abs() > 0.05).all()
+
+
+# --- the chapter's exercises, marked through paperlib.answers
+
+def test_the_kl_exercise_accepts_other_forms_and_rejects_slips():
+    from paperlib.answers import check_answer
+
+    assert check_answer("vae-ex-kl-general",
+                        "(s1**2 + mu1**2 - 2*mu1*mu2 + mu2**2)/(2*s2**2) + log(s2) - log(s1) - 1/2")
+    assert check_answer("vae-ex-kl-general", "log(s2**2/s1**2)/2 + (s1/s2)**2/2 + (mu2 - mu1)**2/(2*s2**2) - 1/2")
+    for wrong in ["log(s2/s1) + (s1**2 + (mu1 - mu2)**2) / s2**2 - 1/2",        # the 1/2 dropped
+                  "log(s1/s2) + (s1**2 + (mu1 - mu2)**2) / (2*s2**2) - 1/2",    # the ratio upside down
+                  "log(s2/s1) + (s2**2 + (mu1 - mu2)**2) / (2*s1**2) - 1/2",    # KL(p || q)
+                  "log(s2/s1) + (s1**2 + (mu1 - mu2)**2) / (2*s2**2)"]:         # the -1/2 dropped
+        verdict = check_answer("vae-ex-kl-general", wrong)
+        assert not verdict and "Hint: write log q - log p" in repr(verdict), wrong
+    assert repr(check_answer("vae-ex-kl-general", None)).startswith("Not answered yet. Hint:")
+
+
+def test_the_kl_exercise_answer_is_the_expectation_sympy_computes():
+    """The expected answer is typed in paperlib.answers; here it is derived independently."""
+    import sympy as sp
+    from sympy.stats import E, Normal as SNormal, density
+
+    from paperlib.answers import check_answer
+
+    mu1, mu2 = sp.symbols("mu1 mu2", real=True)
+    s1, s2 = sp.symbols("s1 s2", positive=True)
+    Z1 = SNormal("Z1", mu1, s1)
+    log_ratio = sp.log(density(SNormal("Q", mu1, s1))(Z1) / density(SNormal("P", mu2, s2))(Z1))
+    assert check_answer("vae-ex-kl-general", E(sp.expand_log(log_ratio, force=True)))
+
+
+def test_the_kl_gradient_exercise():
+    from paperlib.answers import check_answer
+
+    assert check_answer("vae-ex-kl-gradient", "exp(ell)/2 - 1/2")
+    for wrong in ["exp(ell) - 1", "(exp(ell) - ell)/2", "(exp(ell) + 1)/2", "(mu**2 + exp(ell) - 1)/2"]:
+        assert not check_answer("vae-ex-kl-gradient", wrong), wrong
