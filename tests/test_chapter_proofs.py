@@ -105,6 +105,7 @@ def test_every_derivation_holds_and_every_corrupted_step_fails(notebook, monkeyp
 
     1. every check passes, and every Derivation built for a true statement is checked: one that
        is built and displayed but never checked proves nothing; every Derivation declares its scope;
+       no step shows the reader the row before it again ("A = A");
     2. each step of each checked derivation, corrupted one at a time (an equality shifted by 1/7,
        an inequality reversed), makes the check raise StepError. Only the corrupted step and the
        one after it are re-checked: the steps before it are unchanged and already checked.
@@ -119,6 +120,9 @@ def test_every_derivation_holds_and_every_corrupted_step_fails(notebook, monkeyp
     assert not ledger.never_checked(), f"built but never checked or refuted: {ledger.never_checked()}"
     undeclared = [d.title or repr(d) for d in ledger.built if not d.scope]
     assert not undeclared, f"no scope= ('general', 'instance: ...', 'dimension: ...'): {undeclared}"
+    same = identical_steps(ledger.proofs)
+    assert not same, "steps that show the row before them again (A = A):\n" + \
+        "\n".join(same)
 
     survivors, caught = [], 0
     for d in ledger.proofs:
@@ -136,6 +140,30 @@ def test_every_derivation_holds_and_every_corrupted_step_fails(notebook, monkeyp
                 survivors.append(f"{d.title or repr(d)}, step {n + 1} ({step.why})")
     assert not survivors, "checks that accepted a corrupted step:\n" + "\n".join(survivors)
     assert caught, "no step was corrupted"
+
+
+def identical_steps(derivations) -> list[str]:
+    """Steps that show the reader the same expression as the row before them, and are the same
+    SymPy expression: "A = A", a row that checks nothing and teaches nothing. (A step that is the
+    same SymPy expression but is displayed differently, through ``tex=``, is a rewriting that
+    SymPy carried out while building the expression, and the check stands.)"""
+    found = []
+    for d in derivations:
+        previous, shown = d.start, proofs._tex(d.display.get(0, d.start))
+        for n, step in enumerate(d.steps, start=1):
+            tex = proofs._tex(d.display.get(n, step.expr))
+            if step.expr == previous and tex == shown:
+                found.append(f"{d.title or repr(d)}, step {n} ({step.why or 'no reason given'})")
+            previous, shown = step.expr, tex
+    return found
+
+
+def test_a_step_identical_to_the_one_before_is_reported():
+    x = sp.Symbol("x")
+    rewritten = proofs.Derivation(x * (x + 1), scope="general", title="t").step(
+        (x + 1) * x, why="commute")  # SymPy builds both as the same expression
+    assert identical_steps([rewritten]) == ["t, step 1 (commute)"]
+    assert not identical_steps([proofs.Derivation(x * (x + 1)).step(x**2 + x, why="expand")])
 
 
 def corrupted(step):
