@@ -246,7 +246,14 @@ class LivePage:
             "c => !c.hasAttribute('aria-busy') && c.querySelector('.live-output').textContent.trim()",
             arg=cell.element_handle(), timeout=timeout_s * 1000, polling=100)
         seconds = time.perf_counter() - start
-        return cell.locator(".live-output").inner_text(), seconds
+        return output_text(cell), seconds
+
+
+def output_text(cell) -> str:
+    """What a live cell printed: its text, and the TeX source of each display it showed (a
+    derivation's verdicts are inside its typeset display)."""
+    return cell.locator(".live-output").evaluate(
+        "o => [...o.children].map(e => e.dataset.tex || e.innerText).join('\\n')")
 
 
 @pytest.fixture(scope="module")
@@ -258,7 +265,7 @@ def vae_page(browser, site):  # noqa: F811 - the fixtures imported above
 
 KL = 'title="Gaussian KL, one dimension"'
 HALF = "kl_1d.step((mu**2 + sigma**2 - sp.log(sigma**2) - 1) / 2"
-EXERCISE = 'hint="write log q - log p'
+EXERCISE = 'check_answer("vae-ex-kl-general", my_answer)'
 
 
 def test_the_page_has_live_cells_and_loads_no_python_before_a_click(vae_page) -> None:
@@ -282,12 +289,13 @@ def test_the_gaussian_kl_check_prints_its_verdicts(vae_page, live_report: dict) 
     vae_page.page.wait_for_function(
         "c => !c.hasAttribute('aria-busy') && c.querySelector('.live-output').textContent.trim()",
         arg=cell.element_handle(), timeout=COLD_S * 1000, polling=100)
-    output = cell.locator(".live-output").inner_text()
+    output = output_text(cell)
     cold = float(cell.get_attribute("data-live-seconds") or "nan")
     live_report["cold: first click to first output, Gaussian KL check (s)"] = cold
     live_report["cold, by phase (s)"] = vae_page.page.evaluate("window.liveCells.timings")
     assert output.count("✓ symbolic") == 3, output
-    assert "Gaussian KL, one dimension" in output and "Error" not in output, output
+    assert "scope: general" in output and r"\text{(3) ✓ symbolic}" in output, output
+    assert "Error" not in output, output
     statuses = vae_page.page.evaluate("window.statuses")
     assert any("Loading Python in your browser, ~10 s" in s for s in statuses), statuses
     assert cold < COLD_S

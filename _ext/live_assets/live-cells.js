@@ -135,6 +135,7 @@ if (typeof window === "undefined") {
       node.className = "live-latex";
       const tex = output.text.trim().replace(/^\$+|\$+$/g, "");
       node.innerHTML = `<span class="math notranslate nohighlight">\\[${escape(tex)}\\]</span>`;
+      node.dataset.tex = tex;  // the display's source, as the check printed it
     } else {
       const pre = document.createElement("pre");
       pre.className = output.type === "error" ? "live-error" : "live-text";
