@@ -188,3 +188,17 @@ def test_every_figure_has_a_numbered_caption_and_real_alt_text(built_book,
         if captions < images:
             problems.append(f"{chapter}: {images} figures, {captions} numbered captions")
     assert not problems, "\n".join(problems)
+
+
+def test_a_derivations_narrow_twin_puts_each_verdict_above_its_step():
+    """_ext/narrow_derivations.py rearranges the check's own LaTeX, and leaves other maths alone."""
+    import sys
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "_ext"))
+    from narrow_derivations import narrow
+
+    wide = ("\\begin{aligned}\n&a && \\small\\text{scope: general} \\\\\n"
+            "&= b && \\small\\text{(1) ✓ symbolic}\n\\end{aligned}")
+    assert narrow(wide) == ("\\begin{aligned}\n&\\small\\text{scope: general} \\\\\n&a \\\\\n"
+                            "&\\small\\text{(1) ✓ symbolic} \\\\\n&= b\n\\end{aligned}")
+    assert narrow("\\begin{aligned}\n&a \\\\\n&= b\n\\end{aligned}") is None  # no verdicts
+    assert narrow("x = 1") is None

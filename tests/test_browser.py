@@ -292,6 +292,13 @@ async () => {
                    .filter(outside).map(name),
     verdicts_off_screen: [...document.querySelectorAll('.cell_output table tr > :last-child')]
                    .filter(outside).map(e => e.textContent.trim().slice(0, 40)),
+    // a proof's derivation shown with its verdicts in a right-hand column, not the narrow twin
+    // that puts each verdict above its step (_ext/narrow_derivations.py)
+    verdict_columns: [...document.querySelectorAll('div.pasted-math')]
+                   .filter(d => d.offsetParent !== null && !d.classList.contains('derivation-narrow'))
+                   .map(d => d.textContent.trim().slice(0, 60)),
+    narrow_derivations: [...document.querySelectorAll('div.pasted-math.derivation-narrow')]
+                   .filter(d => d.offsetParent !== null).length,
   };
 }
 """
@@ -314,12 +321,14 @@ def phone_report(browser, url: str, inject: str | None = None) -> dict:
 
 def test_on_a_phone_no_table_or_code_block_makes_the_page_scroll_sideways(browser, site,
                                                                         toc_chapters) -> None:
-    """At 390 x 844, check tables and code scroll inside their own boxes (_static/book.css), and
-    the verdict column of every check table is on screen."""
+    """At 390 x 844, check tables and code scroll inside their own boxes (_static/book.css), the
+    verdict column of every check table is on screen, and every proof shows its derivation with
+    each verdict above its step."""
     failures = {}
     for chapter in toc_chapters:
         report = phone_report(browser, site + chapter.with_suffix(".html").as_posix())
-        if report["page_scrolls_sideways"] or report["wide_blocks"] or report["verdicts_off_screen"]:
+        if (report["page_scrolls_sideways"] or report["wide_blocks"] or report["verdicts_off_screen"]
+                or report["verdict_columns"] or not report["narrow_derivations"]):
             failures[chapter.as_posix()] = report
     assert not failures, json.dumps(failures, indent=1, ensure_ascii=False)[:3000]
 
@@ -330,6 +339,14 @@ def test_the_phone_check_catches_a_wide_block(browser, site, toc_chapters) -> No
     report = phone_report(browser, url, inject=_append('<div style="width: 900px">wide</div>'
                                                        '<pre style="width: 900px">x</pre>'))
     assert report["page_scrolls_sideways"] or report["wide_blocks"], report
+
+
+def test_the_phone_check_catches_a_derivation_with_its_verdicts_beside_it(browser, site,
+                                                                          toc_chapters) -> None:
+    """The control: a pasted derivation without its narrow twin is reported on a phone."""
+    report = phone_report(browser, _chapter_url(site, toc_chapters), inject=_append(
+        '<div class="pasted-math math">\\[a = b \\quad \\text{(1) ✓ symbolic}\\]</div>'))
+    assert report["verdict_columns"], report
 
 
 # --- search: results quote prose, not TeX source or code
