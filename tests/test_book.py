@@ -202,3 +202,30 @@ def test_a_derivations_narrow_twin_puts_each_verdict_above_its_step():
                             "&\\small\\text{(1) ✓ symbolic} \\\\\n&= b\n\\end{aligned}")
     assert narrow("\\begin{aligned}\n&a \\\\\n&= b\n\\end{aligned}") is None  # no verdicts
     assert narrow("x = 1") is None
+
+
+def test_every_chapter_opens_with_its_own_diagram():
+    """assets/diagrams: one SVG per paper, drawn for the book, each used by its chapter's opening
+    cell with alt text, each self-contained (a title and a description for screen readers, no
+    script, no external reference) so the site makes no request beyond its own files."""
+    import xml.etree.ElementTree as ET
+
+    root = Path(__file__).resolve().parents[1]
+    diagrams = sorted((root / "assets" / "diagrams").glob("*.svg"))
+    used = {}
+    for notebook in sorted((root / "chapters").rglob("*.ipynb")):
+        opening = nbformat.read(notebook, as_version=4).cells[0].source
+        found = re.findall(r"```\{figure\} \.\./\.\./assets/diagrams/(\S+\.svg)\n((?::\w+:.*\n)*)", opening)
+        assert len(found) == 1, f"{notebook.name}: expected one diagram in the opening cell"
+        name, options = found[0]
+        alt = re.search(r"^:alt: (.+)$", options, re.M)
+        assert alt and len(alt.group(1).split()) >= 8 and not alt.group(1).endswith(".svg"), notebook.name
+        used[name] = notebook.name
+    assert sorted(used) == [d.name for d in diagrams], (sorted(used), [d.name for d in diagrams])
+    ns = "{http://www.w3.org/2000/svg}"
+    for svg in diagrams:
+        tree = ET.parse(svg).getroot()
+        assert tree.find(f"{ns}title") is not None and tree.find(f"{ns}desc") is not None, svg.name
+        text = svg.read_text()
+        assert "<script" not in text and "http://" not in text.replace("http://www.w3.org", ""), svg.name
+        assert "https://" not in text and "viewBox" in text, svg.name
