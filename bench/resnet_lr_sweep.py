@@ -36,7 +36,7 @@ import torch
 import torch.nn.functional as F
 
 from paperlib import data, resnet
-from paperlib.train import seed_everything
+from paperlib.train import error_rate, seed_everything
 
 OUT = Path(__file__).with_suffix(".json")
 SEEDS = [0, 1, 2]
@@ -82,8 +82,8 @@ def run(kind: str, depth: int, lrs: list[float], seed: int, x: torch.Tensor,
         if not math.isfinite(losses[-1]):
             break
         if len(lrs) > 4 and (epoch + 1) % 4 == 0:  # long runs: every 4 epochs
-            errors.append(resnet.error_rate(net, x, y))
-    error = resnet.error_rate(net, x, y) if math.isfinite(losses[-1]) else float("nan")
+            errors.append(error_rate(net, x, y))
+    error = error_rate(net, x, y) if math.isfinite(losses[-1]) else float("nan")
     return {"network": f"{kind}-{depth}", "seed": seed, "lrs": lrs, "losses": losses,
             "wrong": wrong, "train_error": error, "errors_every_4_epochs": errors}
 

@@ -22,6 +22,7 @@ from pathlib import Path
 import torch
 
 from paperlib import stn
+from paperlib.train import error_rate
 
 OUT = Path(__file__).with_suffix(".json")
 
@@ -45,8 +46,8 @@ def main() -> None:
                 model = stn.train(name, scale, train_x, train_y, seed=seed)
                 row = dict(model=name, epochs=epochs, seed=seed,
                            cpu_seconds=round(time.process_time() - start, 2),
-                           test_error=stn.error_rate(model, test_x, test_y),
-                           train_error=stn.error_rate(model, train_x, train_y))
+                           test_error=error_rate(model, test_x, test_y),
+                           train_error=error_rate(model, train_x, train_y))
                 if model.stn is not None:
                     with torch.no_grad():
                         theta = model.stn.theta(test_x)

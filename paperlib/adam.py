@@ -19,27 +19,13 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from paperlib import vae
-from paperlib._checks import positive_int
+from paperlib._checks import beta_pair, nonnegative, positive_int
 from paperlib.train import fit, seed_everything
 
 
-def _check_betas(betas) -> tuple[float, float]:
-    if not isinstance(betas, (tuple, list)) or len(betas) != 2:
-        raise ValueError(f"betas: expected a pair (beta1, beta2), got {betas!r}")
-    for k, beta in enumerate(betas, start=1):
-        if isinstance(beta, bool) or not isinstance(beta, (int, float)) or not 0.0 <= beta < 1.0:
-            raise ValueError(f"betas: beta{k} must lie in [0, 1), got {beta!r}")
-    return float(betas[0]), float(betas[1])
-
-
-def _check_nonnegative(name: str, value) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
-        raise ValueError(f"{name}: expected a non-negative number, got {value!r}")
-    return float(value)
-
-
 def bias_correction(beta: float, t: int) -> float:
-    """The factor 1 - beta^t by which an average started at zero underestimates its target."""
+    """The factor 1 - beta^t by which an average started at zero underestimates its target
+    (dividing by it gives ``prop-adam-unbiased``)."""
     if isinstance(beta, bool) or not isinstance(beta, (int, float)) or not 0.0 <= beta < 1.0:
         raise ValueError(f"beta: expected a decay rate in [0, 1), got {beta!r}")
     t = positive_int("t", t)
@@ -48,29 +34,31 @@ def bias_correction(beta: float, t: int) -> float:
 
 
 def step_size(lr: float, betas: tuple[float, float], t: int) -> float:
-    """The faster form's alpha_t = alpha * sqrt(1 - beta2^t) / (1 - beta1^t) (section 2)."""
-    lr = _check_nonnegative("lr", lr)
-    beta1, beta2 = _check_betas(betas)
+    """The faster form's alpha_t = alpha * sqrt(1 - beta2^t) / (1 - beta1^t) (section 2,
+    ``prop-adam-fast-form``)."""
+    lr = nonnegative("lr", lr)
+    beta1, beta2 = beta_pair(betas)
     # alpha_t = alpha * sqrt(1 - beta2^t) / (1 - beta1^t)
     return lr * math.sqrt(bias_correction(beta2, t)) / bias_correction(beta1, t)
 
 
 def eps_hat(eps: float, beta2: float, t: int) -> float:
-    """The epsilon of the faster form that gives exactly Algorithm 1's update: eps*sqrt(1-beta2^t)."""
-    eps = _check_nonnegative("eps", eps)
+    """The epsilon of the faster form that gives exactly Algorithm 1's update: eps*sqrt(1-beta2^t)
+    (``prop-adam-fast-form``)."""
+    eps = nonnegative("eps", eps)
     # eps_hat = eps * sqrt(1 - beta2^t)
     return eps * math.sqrt(bias_correction(beta2, t))
 
 
 def step_bound(lr: float, betas: tuple[float, float]) -> float:
-    """The paper's bound on |Delta_t| (section 2.1, eps = 0).
+    """The paper's bound on |Delta_t| (section 2.1, eps = 0; ``prop-adam-spike``).
 
     alpha * (1 - beta1) / sqrt(1 - beta2) when (1 - beta1) > sqrt(1 - beta2), else alpha. It is
     reached by a gradient that is zero until a single spike; it is not a bound over every
     gradient sequence (the chapter shows a growing gradient that exceeds it).
     """
-    lr = _check_nonnegative("lr", lr)
-    beta1, beta2 = _check_betas(betas)
+    lr = nonnegative("lr", lr)
+    beta1, beta2 = beta_pair(betas)
     if 1 - beta1 > math.sqrt(1 - beta2):
         # |Delta_t| <= alpha (1 - beta1) / sqrt(1 - beta2)
         return lr * (1 - beta1) / math.sqrt(1 - beta2)
@@ -101,8 +89,8 @@ class Adam(torch.optim.Optimizer):
     def __init__(self, params: Iterable[Tensor] | Iterable[dict], lr: float = 1e-3,
                  betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
                  amsgrad: bool = False, bias_correction: bool = True):
-        lr, eps = _check_nonnegative("lr", lr), _check_nonnegative("eps", eps)
-        betas = _check_betas(betas)
+        lr, eps = nonnegative("lr", lr), nonnegative("eps", eps)
+        betas = beta_pair(betas)
         defaults = dict(lr=lr, betas=betas, eps=eps, amsgrad=bool(amsgrad),
                         bias_correction=bool(bias_correction))
         super().__init__(params, defaults)
@@ -185,12 +173,12 @@ def train_logreg(make_optimizer: Callable[[Iterable[Tensor]], torch.optim.Optimi
                          f"{tuple(x.shape)} and {tuple(y.shape)}")
     gen = seed_everything(seed)
     model = torch.nn.Linear(x.shape[1], 10).to(x.device)
-    losses: list[float] = []
+    losses: list[Tensor] = []  # kept on the device; read back once, after training
 
     def loss_fn(xb: Tensor, yb: Tensor) -> Tensor:
         # the softmax cross-entropy, computed from the logits
         loss = F.cross_entropy(model(xb), yb)
-        losses.append(loss.item())
+        losses.append(loss.detach())
         return loss
 
     fit(model, loss_fn, (x, y), make_optimizer(model.parameters()), epochs, batch_size, gen,
@@ -198,7 +186,7 @@ def train_logreg(make_optimizer: Callable[[Iterable[Tensor]], torch.optim.Optimi
     with torch.no_grad():
         final = F.cross_entropy(model(x), y).item()
         held = [F.cross_entropy(model(hx), hy).item() for hx, hy in held_out]
-    return {"losses": losses, "train": final, "held_out": held}
+    return {"losses": _floats(losses), "train": final, "held_out": held}
 
 
 def train_vae(x: Tensor, beta2: float, corrected: bool, lr: float, steps: int, hidden: int,
@@ -213,12 +201,12 @@ def train_vae(x: Tensor, beta2: float, corrected: bool, lr: float, steps: int, h
     gen = seed_everything(seed)
     model = vae.VAE(x_dim=x[0].numel(), hidden=hidden, z_dim=20).to(x.device)
     noise = gen if x.device.type == "cpu" else None
-    losses: list[float] = []
+    losses: list[Tensor] = []  # kept on the device; read back once, after training
 
     def loss_fn(xb: Tensor) -> Tensor:
         # the minibatch's negative ELBO, one sample of z per example
         loss = -model.elbo(xb, generator=noise).mean()
-        losses.append(loss.item())
+        losses.append(loss.detach())
         return loss
 
     optimizer = Adam(model.parameters(), lr=lr, betas=(0.9, beta2), bias_correction=corrected)
@@ -232,7 +220,12 @@ def train_vae(x: Tensor, beta2: float, corrected: bool, lr: float, steps: int, h
     with torch.no_grad():
         held = [None if diverged else -model.elbo(hx, generator=noise).mean().item()
                 for hx in held_out]
-    return {"losses": losses[:steps], "held_out": held}
+    return {"losses": _floats(losses[:steps]), "held_out": held}
+
+
+def _floats(values: list[Tensor]) -> list[float]:
+    """Scalar tensors as Python floats, with one read-back from the device for all of them."""
+    return torch.stack(values).tolist() if values else []
 
 
 # Experiment sizes for the chapter. "quick" runs on two CPU cores in seconds with the 5,000 offline

@@ -23,6 +23,8 @@ import requests
 import torch
 from torch import Tensor
 
+from paperlib._checks import float_tensor
+
 MNIST_URL = "https://ossci-datasets.s3.amazonaws.com/mnist/"
 MNIST_FILES = {
     "train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
@@ -145,9 +147,7 @@ def binarize(images: Tensor, threshold: float = 0.5, stochastic: bool = False,
     The stochastic version is the dynamically binarized MNIST of the VAE and MADE papers: call it
     afresh each epoch; the same ``generator`` state gives the same draws.
     """
-    if not isinstance(images, Tensor) or not images.is_floating_point():
-        raise TypeError(f"images: expected a floating-point tensor, got {type(images).__name__}"
-                        + (f" of {images.dtype}" if isinstance(images, Tensor) else ""))
+    float_tensor("images", images)
     if not bool(((images >= 0) & (images <= 1)).all()):
         raise ValueError("images: expected intensities in [0, 1]")
     if not 0 <= threshold <= 1:

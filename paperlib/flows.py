@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from paperlib._checks import positive_int, same_shape
+from paperlib._checks import batch, positive_int, same_shape
 from paperlib.vae import VAE, bernoulli_nll, gaussian_nll, log_normal, reparameterize
 
 POTENTIALS = (1, 2, 3, 4)
@@ -28,20 +28,14 @@ MARGIN = 1e-4
 BOX = 4.0  # U2-U4 are normalisable only on a bounded region: the target lives on (-BOX, BOX)^2
 
 
-def _batch(z: Tensor, dim: int, name: str = "z") -> None:
-    if not isinstance(z, Tensor):
-        raise TypeError(f"{name}: expected a torch.Tensor, got {type(z).__name__}")
-    if z.dim() != 2 or z.shape[1] != dim:
-        raise ValueError(f"{name}: expected shape [N, {dim}], got {tuple(z.shape)}")
-
-
 def m(x: Tensor) -> Tensor:
     """m(x) = -1 + log(1 + e^x), the paper's map onto (-1, inf) (appendix A)."""
     return F.softplus(x) - 1
 
 
 def u_hat(u: Tensor, w: Tensor) -> Tensor:
-    """The reparameterised u with w^T u_hat = max(m(w^T u), -1 + MARGIN) > -1: an invertible flow.
+    """The reparameterised u with w^T u_hat = max(m(w^T u), -1 + MARGIN) > -1: an invertible flow
+    (``prop-flows-u-hat``).
 
     Works on the last dimension, so ``u`` and ``w`` may carry leading batch dimensions.
     """
@@ -57,15 +51,18 @@ def u_hat(u: Tensor, w: Tensor) -> Tensor:
     return torch.where(ww > 0, u + step, u)
 
 
-def planar(z: Tensor, u: Tensor, w: Tensor, b: Tensor | float) -> tuple[Tensor, Tensor]:
-    """One planar flow f(z) = z + u tanh(w^T z + b) and log|det df/dz| per example.
+def planar(z: Tensor, u: Tensor, w: Tensor, b: Tensor | float, *, validate: bool = False
+           ) -> tuple[Tensor, Tensor]:
+    """One planar flow f(z) = z + u tanh(w^T z + b) and log|det df/dz| per example
+    (``lem-flows-determinant``).
 
-    ``u`` must satisfy w^T u > -1, strictly (pass ``u_hat(u, w)``), or a ``ValueError`` is
-    raised: below -1 the map folds, and at w^T u = -1 its Jacobian is singular where
-    w^T z + b = 0 (log det = -inf there).
+    ``u`` must satisfy w^T u > -1, strictly (pass ``u_hat(u, w)``, which guarantees it): below -1
+    the map folds, and at w^T u = -1 its Jacobian is singular where w^T z + b = 0 (log det = -inf
+    there). ``validate=True`` raises a ``ValueError`` for such a ``u``; it reads w^T u back from
+    the device, so the flows, which pass ``u_hat``, leave it off.
     """
     wu = (w * u).sum(-1)
-    if bool((wu <= -1).any()):
+    if validate and bool((wu <= -1).any()):
         raise ValueError(f"u: expected w^T u > -1 for an invertible planar flow with a finite "
                          f"log-determinant, got {wu.min().item():.4g}; pass u_hat(u, w)")
     # a = w^T z + b
@@ -80,14 +77,15 @@ def planar(z: Tensor, u: Tensor, w: Tensor, b: Tensor | float) -> tuple[Tensor, 
 
 
 def planar_inverse(z_new: Tensor, u: Tensor, w: Tensor, b: Tensor | float,
-                   iterations: int = 100) -> Tensor:
-    """Solve z + u tanh(w^T z + b) = z_new for z (u with w^T u > -1).
+                   iterations: int = 100, *, validate: bool = False) -> Tensor:
+    """Solve z + u tanh(w^T z + b) = z_new for z (u with w^T u > -1; ``prop-flows-invertible``).
 
     Along w the flow is the scalar map a -> a + (w^T u) tanh(a + b), strictly increasing, so
     a = w^T z is found by bisection on an interval of width 2|w^T u| around w^T z_new.
+    ``validate=True`` raises a ``ValueError`` when w^T u <= -1 (see :func:`planar`).
     """
     wu = (w * u).sum(-1)
-    if bool((wu <= -1).any()):
+    if validate and bool((wu <= -1).any()):
         raise ValueError("u: expected w^T u > -1 for an invertible planar flow; pass u_hat(u, w)")
     target = (z_new * w).sum(-1)
     spread = wu.abs().expand_as(target) + 1e-12
@@ -119,12 +117,12 @@ class PlanarFlow(nn.Module):
         return u_hat(self.u, self.w)
 
     def forward(self, z: Tensor) -> tuple[Tensor, Tensor]:
-        _batch(z, self.dim)
+        batch("z", z, self.dim)
         return planar(z, self.u_hat, self.w, self.b)
 
     def inverse(self, z: Tensor) -> tuple[Tensor, Tensor]:
         """(f^{-1}(z), log|det d f^{-1}/dz|) = (z0, -log|det df/dz0|)."""
-        _batch(z, self.dim)
+        batch("z", z, self.dim)
         z0 = planar_inverse(z, self.u_hat, self.w, self.b)
         return z0, -planar(z0, self.u_hat, self.w, self.b)[1]
 
@@ -142,7 +140,7 @@ class NormalizingFlow(nn.Module):
 
     def forward(self, z: Tensor) -> tuple[Tensor, Tensor]:
         """z_K = f_K o ... o f_1(z_0) and sum_k log|det df_k/dz_{k-1}| (shape [N])."""
-        _batch(z, self.dim)
+        batch("z", z, self.dim)
         log_det = torch.zeros(len(z), dtype=z.dtype, device=z.device)
         for flow in self.flows:
             z, step = flow(z)
@@ -152,7 +150,7 @@ class NormalizingFlow(nn.Module):
 
     def inverse(self, z: Tensor) -> tuple[Tensor, Tensor]:
         """z_0 = f_1^{-1} o ... o f_K^{-1}(z_K) and log|det dz_0/dz_K|."""
-        _batch(z, self.dim)
+        batch("z", z, self.dim)
         log_det = torch.zeros(len(z), dtype=z.dtype, device=z.device)
         for flow in reversed(self.flows):
             z, step = flow.inverse(z)
@@ -187,7 +185,7 @@ def potential(k: int, z: Tensor) -> Tensor:
     """The energy U_k(z) of Table 1 (k = 1..4); the target density is exp(-U_k(z)) / Z."""
     if k not in POTENTIALS:
         raise ValueError(f"k: expected one of {POTENTIALS}, got {k!r}")
-    _batch(z, 2)
+    batch("z", z, 2)
     z1, z2 = z[:, 0], z[:, 1]
     # w1(z) = sin(2 pi z1 / 4)
     w1 = torch.sin(2 * math.pi * z1 / 4)
@@ -407,7 +405,7 @@ class FlowVAE(VAE):
         """
         if kl != "mc":
             raise ValueError(f"kl: a flow posterior has no closed-form KL; expected 'mc', got {kl!r}")
-        flat = self._flat(x)
+        flat = self._input(x)
         decoded, zK, log_q0, log_det = self(flat, generator)
         log_px_z = (-bernoulli_nll(decoded, flat) if self.likelihood == "bernoulli"
                     else -gaussian_nll(decoded, flat, self.var))

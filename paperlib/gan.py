@@ -17,75 +17,81 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from paperlib._checks import positive_int, same_shape
+from paperlib._checks import float_tensor, positive_int, same_shape
 from paperlib.train import finite_loss
 
 LOSSES = ("minimax", "non_saturating")
 
 
-def _tensor(name: str, value) -> Tensor:
-    if not isinstance(value, Tensor):
-        raise TypeError(f"{name}: expected a torch.Tensor, got {type(value).__name__}")
-    if not value.is_floating_point():
-        raise TypeError(f"{name}: expected a floating-point tensor, got {value.dtype}")
-    return value
-
-
-def _densities(**tensors) -> tuple[Tensor, ...]:
+def _densities(validate: bool, **tensors) -> tuple[Tensor, ...]:
+    """Floating-point tensors of one shape; with ``validate``, also non-negative and not NaN
+    (a check that reads the values back from the device)."""
     out = []
     for name, value in tensors.items():
-        value = _tensor(name, value)
-        if bool(torch.isnan(value).any()) or bool((value < 0).any()):
+        value = float_tensor(name, value)
+        if validate and (bool(torch.isnan(value).any()) or bool((value < 0).any())):
             raise ValueError(f"{name}: expected non-negative densities or probabilities")
         out.append(value)
     same_shape(**dict(zip(tensors, out)))
     return tuple(out)
 
 
-def _distributions(**tensors) -> tuple[Tensor, ...]:
-    out = _densities(**tensors)
+def _distributions(validate: bool, **tensors) -> tuple[Tensor, ...]:
+    """As ``_densities``, along the last dimension; with ``validate``, each sums to 1."""
+    out = _densities(validate, **tensors)
     for name, value in zip(tensors, out):
         if value.dim() == 0:
             raise ValueError(f"{name}: expected distributions along the last dimension, got a scalar")
+        if not validate:
+            continue
         total = value.sum(-1)
         if not torch.allclose(total, torch.ones_like(total), atol=1e-6 if value.dtype == torch.float64 else 1e-4):
             raise ValueError(f"{name}: expected probabilities that sum to 1 along the last dimension")
     return out
 
 
-def optimal_discriminator(p_data: Tensor, p_g: Tensor) -> Tensor:
-    """D*(x) = p_data(x) / (p_data(x) + p_g(x)), elementwise (Proposition 1 of the paper).
+def optimal_discriminator(p_data: Tensor, p_g: Tensor, *, validate: bool = False) -> Tensor:
+    """D*(x) = p_data(x) / (p_data(x) + p_g(x)), elementwise (Proposition 1 of the paper,
+    ``prop-gan-optimal-d``).
 
-    Where both densities are zero every D is optimal; this returns 1/2 there.
+    Where both densities are zero every D is optimal; this returns 1/2 there. ``validate=True``
+    rejects negative or NaN densities.
     """
-    p_data, p_g = _densities(p_data=p_data, p_g=p_g)
+    p_data, p_g = _densities(validate, p_data=p_data, p_g=p_g)
     total = p_data + p_g
     # D*(x) = p_data / (p_data + p_g)
     return torch.where(total > 0, p_data / torch.where(total > 0, total, 1), 0.5)
 
 
-def kl_divergence(p: Tensor, q: Tensor) -> Tensor:
-    """KL(p || q) = sum_i p_i log(p_i / q_i) along the last dimension, with 0 log 0 = 0."""
-    p, q = _distributions(p=p, q=q)
+def kl_divergence(p: Tensor, q: Tensor, *, validate: bool = False) -> Tensor:
+    """KL(p || q) = sum_i p_i log(p_i / q_i) along the last dimension, with 0 log 0 = 0.
+
+    ``validate=True`` checks that p and q are distributions (non-negative, summing to 1).
+    """
+    p, q = _distributions(validate, p=p, q=q)
     # KL = sum_i p_i log p_i - p_i log q_i   (xlogy(0, .) = 0; infinite where q_i = 0 < p_i)
     return (torch.special.xlogy(p, p) - torch.special.xlogy(p, q)).sum(-1)
 
 
-def js_divergence(p: Tensor, q: Tensor) -> Tensor:
-    """JSD(p || q) = KL(p || m)/2 + KL(q || m)/2 with m = (p + q)/2, natural log, last dimension."""
-    p, q = _distributions(p=p, q=q)
+def js_divergence(p: Tensor, q: Tensor, *, validate: bool = False) -> Tensor:
+    """JSD(p || q) = KL(p || m)/2 + KL(q || m)/2 with m = (p + q)/2, natural log, last dimension.
+
+    ``validate=True`` checks that p and q are distributions (non-negative, summing to 1).
+    """
+    p, q = _distributions(validate, p=p, q=q)
     # m = (p + q) / 2
     m = 0.5 * (p + q)
     # JSD = 1/2 KL(p || m) + 1/2 KL(q || m)
     return 0.5 * kl_divergence(p, m) + 0.5 * kl_divergence(q, m)
 
 
-def virtual_criterion(p_data: Tensor, p_g: Tensor) -> Tensor:
+def virtual_criterion(p_data: Tensor, p_g: Tensor, *, validate: bool = False) -> Tensor:
     """C(G) = max_D V(D, G) for discrete distributions along the last dimension.
 
-    Theorem 1 of the paper: C(G) = -log 4 + 2 JSD(p_data || p_g).
+    Theorem 1 of the paper (``thm-gan-global``): C(G) = -log 4 + 2 JSD(p_data || p_g).
+    ``validate=True`` checks that both are distributions (non-negative, summing to 1).
     """
-    p_data, p_g = _distributions(p_data=p_data, p_g=p_g)
+    p_data, p_g = _distributions(validate, p_data=p_data, p_g=p_g)
     d_star = optimal_discriminator(p_data, p_g)
     # C(G) = sum_x p_data log D*(x) + p_g log(1 - D*(x))
     return (torch.special.xlogy(p_data, d_star) + torch.special.xlogy(p_g, 1 - d_star)).sum(-1)
@@ -93,7 +99,7 @@ def virtual_criterion(p_data: Tensor, p_g: Tensor) -> Tensor:
 
 def discriminator_loss(real_logits: Tensor, fake_logits: Tensor) -> Tensor:
     """-V(D, G) on a batch: -[mean log D(x) + mean log(1 - D(G(z)))], from logits of D."""
-    _tensor("real_logits", real_logits), _tensor("fake_logits", fake_logits)
+    float_tensor("real_logits", real_logits), float_tensor("fake_logits", fake_logits)
     # -log D(x) = softplus(-l),  -log(1 - D(G(z))) = softplus(l),  D = sigmoid(l)
     real = F.binary_cross_entropy_with_logits(real_logits, torch.ones_like(real_logits))
     fake = F.binary_cross_entropy_with_logits(fake_logits, torch.zeros_like(fake_logits))
@@ -101,15 +107,16 @@ def discriminator_loss(real_logits: Tensor, fake_logits: Tensor) -> Tensor:
 
 
 def minimax_generator_loss(fake_logits: Tensor) -> Tensor:
-    """The generator's side of eq. (1): mean log(1 - D(G(z))), minimised; it saturates as D(G(z)) -> 0."""
-    _tensor("fake_logits", fake_logits)
+    """The generator's side of eq. (1): mean log(1 - D(G(z))), minimised; it saturates as D(G(z)) -> 0
+    (``prop-gan-saturation``)."""
+    float_tensor("fake_logits", fake_logits)
     # log(1 - sigmoid(l)) = -softplus(l)
     return -F.softplus(fake_logits).mean()
 
 
 def non_saturating_generator_loss(fake_logits: Tensor) -> Tensor:
-    """The paper's practical alternative (section 3): minimise -mean log D(G(z))."""
-    _tensor("fake_logits", fake_logits)
+    """The paper's practical alternative (section 3): minimise -mean log D(G(z)) (``prop-gan-saturation``)."""
+    float_tensor("fake_logits", fake_logits)
     # -log sigmoid(l) = softplus(-l)
     return F.softplus(-fake_logits).mean()
 
@@ -119,7 +126,7 @@ def parzen_log_likelihood(samples: Tensor, test: Tensor, sigma: float, batch: in
 
     log p(x) = logsumexp_i log N(x; s_i, sigma^2 I) - log N: the estimator of the paper's Table 1.
     """
-    samples, test = _tensor("samples", samples), _tensor("test", test)
+    samples, test = float_tensor("samples", samples), float_tensor("test", test)
     if samples.dim() != 2 or test.dim() != 2 or samples.shape[1] != test.shape[1]:
         raise ValueError(f"test: expected M x d rows matching samples' N x d, got {tuple(test.shape)} "
                          f"and {tuple(samples.shape)}")
@@ -292,7 +299,7 @@ def mode_coverage(samples: Tensor, modes: int = 8, radius: float = 2.0, std: flo
     A sample is good when it lies within ``within`` standard deviations of its nearest centre; a
     mode is covered when at least ``min_share`` of all samples are good samples of it.
     """
-    samples = _tensor("samples", samples)
+    samples = float_tensor("samples", samples)
     if samples.dim() != 2 or samples.shape[1] != 2:
         raise ValueError(f"samples: expected N x 2 points, got {tuple(samples.shape)}")
     angle = 2 * math.pi * torch.arange(modes, dtype=samples.dtype) / modes

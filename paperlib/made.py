@@ -15,19 +15,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from paperlib._checks import positive_int
-from paperlib.vae import bernoulli_nll
-
-
-def _degrees(name: str, m: Tensor) -> Tensor:
-    if not isinstance(m, Tensor) or m.dim() != 1 or m.dtype.is_floating_point or len(m) == 0:
-        raise TypeError(f"{name}: expected a non-empty 1-D integer tensor of degrees, got {m!r}")
-    return m
+from paperlib import vae
+from paperlib._checks import degree_tensor, positive_int
 
 
 def input_degrees(ordering: Tensor) -> Tensor:
     """m(x_i) = 1 + (position of x_i in the ordering); ``ordering`` must be a permutation of 0..D-1."""
-    ordering = _degrees("ordering", ordering)
+    ordering = degree_tensor("ordering", ordering)
     if not torch.equal(ordering.sort().values, torch.arange(len(ordering))):
         raise ValueError(f"ordering: expected a permutation of 0..{len(ordering) - 1}")
     return ordering + 1
@@ -36,7 +30,7 @@ def input_degrees(ordering: Tensor) -> Tensor:
 def hidden_degrees(previous: Tensor, size: int, d: int,
                    generator: torch.Generator | None = None) -> Tensor:
     """Degrees of a hidden layer, uniform on {min(previous), ..., D - 1} (the paper's eq. 13)."""
-    previous = _degrees("previous", previous)
+    previous = degree_tensor("previous", previous)
     positive_int("size", size)
     if not isinstance(d, int) or d < 2:
         raise ValueError(f"d: expected at least 2 inputs (hidden degrees live in 1..d-1), got {d!r}")
@@ -45,20 +39,23 @@ def hidden_degrees(previous: Tensor, size: int, d: int,
 
 
 def hidden_mask(previous: Tensor, current: Tensor) -> Tensor:
-    """M[k, j] = 1 if m^l(k) >= m^(l-1)(j): unit k may see unit j (shape [out, in], like a weight)."""
-    previous, current = _degrees("previous", previous), _degrees("current", current)
+    """M[k, j] = 1 if m^l(k) >= m^(l-1)(j): unit k may see unit j (shape [out, in], like a weight).
+
+    With :func:`output_mask`, the masks of ``thm-made-masks``."""
+    previous, current = degree_tensor("previous", previous), degree_tensor("current", current)
     return (current[:, None] >= previous[None, :]).to(torch.get_default_dtype())
 
 
 def output_mask(hidden: Tensor, outputs: Tensor) -> Tensor:
-    """M^V[i, k] = 1 if m(x_hat_i) > m^L(k): strictly greater, so x_hat_i never sees x_i."""
-    hidden, outputs = _degrees("hidden", hidden), _degrees("outputs", outputs)
+    """M^V[i, k] = 1 if m(x_hat_i) > m^L(k): strictly greater, so x_hat_i never sees x_i
+    (``thm-made-masks``)."""
+    hidden, outputs = degree_tensor("hidden", hidden), degree_tensor("outputs", outputs)
     return (outputs[:, None] > hidden[None, :]).to(torch.get_default_dtype())
 
 
 def direct_mask(inputs: Tensor) -> Tensor:
     """M^A[i, j] = 1 if m(x_j) < m(x_i): the strictly lower-triangular (in the ordering) skip weights."""
-    inputs = _degrees("inputs", inputs)
+    inputs = degree_tensor("inputs", inputs)
     return (inputs[:, None] > inputs[None, :]).to(torch.get_default_dtype())
 
 
@@ -76,7 +73,9 @@ def connectivity(masks: list[Tensor]) -> Tensor:
 
 
 def mixture_nll(log_probs: Tensor) -> Tensor:
-    """-log((1/K) sum_k p_k(x)) from log p_k(x) stacked as [K, N]: average probabilities, not logs."""
+    """-log((1/K) sum_k p_k(x)) from log p_k(x) stacked as [K, N]: average probabilities, not logs.
+
+    By ``prop-made-ensemble`` it is at most the members' average NLL."""
     if not isinstance(log_probs, Tensor) or log_probs.dim() != 2:
         raise ValueError(f"log_probs: expected a [K, N] tensor of log-probabilities, got "
                          f"{getattr(log_probs, 'shape', log_probs)!r}")
@@ -177,16 +176,19 @@ class MADE(nn.Module):
             logits = logits + self.direct(x)
         return logits
 
-    def nll(self, x: Tensor, ensemble: bool = False) -> Tensor:
-        """-log p(x) per example under the current mask, or under the mixture of all masks."""
+    def nll(self, x: Tensor, ensemble: bool = False, *, validate: bool = False) -> Tensor:
+        """-log p(x) per example under the current mask, or under the mixture of all masks.
+
+        ``validate=True`` checks that x lies in [0, 1] (a read-back from the device).
+        """
         if not ensemble:
             # -log p(x) = -sum_i log Bernoulli(x_i; sigmoid(logits_i(x_<i)))
-            return bernoulli_nll(self(x), x.flatten(1))
+            return vae.bernoulli_nll(self(x), x.flatten(1), validate=validate)
         current = self.mask_index
         log_probs = []
         for index in range(self.num_masks):
             self.update_masks(index)
-            log_probs.append(-bernoulli_nll(self(x), x.flatten(1)))
+            log_probs.append(-vae.bernoulli_nll(self(x), x.flatten(1), validate=validate))
         self.update_masks(current)
         return mixture_nll(torch.stack(log_probs))
 

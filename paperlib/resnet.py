@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from paperlib._checks import positive_int
-from paperlib.train import History, error_rate, fit  # error_rate: re-exported for the chapter
+from paperlib.train import History, fit
 
 WIDTHS = (16, 32, 64)  # filters in the three stages, on 32x32, 16x16 and 8x8 maps (section 4.2)
 
@@ -59,7 +59,8 @@ def pad_shortcut(x: Tensor, out_channels: int, stride: int = 1) -> Tensor:
 
 
 def stack_jacobian(jacobians: Sequence[Tensor], residual: bool = True) -> Tensor:
-    """d x_L / d x_l of a stack of blocks, given each block's Jacobian at ITS OWN input.
+    """d x_L / d x_l of a stack of blocks, given each block's Jacobian at ITS OWN input
+    (``thm-resnet-gradient``).
 
     ``jacobians[k]`` is J_{F_{l+k}}(x_{l+k}), in the order the blocks are applied. Residual:
     (I + J_{L-1}) ... (I + J_l); plain: J_{L-1} ... J_l. Later blocks multiply on the left.
@@ -178,7 +179,8 @@ def cifar_resnet(depth: int, plain: bool = False, num_classes: int = 10, *, in_c
 
 @torch.no_grad()
 def deepen(model: CifarResNet, depth: int) -> CifarResNet:
-    """A deeper residual network that computes exactly the function of ``model``.
+    """A deeper residual network that computes exactly the function of ``model``
+    (``prop-resnet-zero-branch``).
 
     Every block of ``model`` is copied; each stage gets its extra blocks appended, with their
     residual branch zeroed, so each extra block maps its (non-negative, post-ReLU) input x to

@@ -28,8 +28,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from paperlib import data
-from paperlib._checks import positive_int
-from paperlib.train import error_rate, fit, seed_everything  # error_rate: re-exported for the chapter
+from paperlib._checks import float_tensor, positive_int
+from paperlib.train import fit, seed_everything
 
 # quick: the chapter on a CPU, RTS digits on a 42 x 42 canvas; paper: wider networks, full MNIST,
 # longer training (use a GPU). Every model of a pair gets the same number of epochs (steps).
@@ -41,14 +41,6 @@ SCALES = {
 }
 FROZEN = " (θ = I)"
 MODELS = ("FCN", "ST-FCN", "ST-FCN" + FROZEN, "CNN", "ST-CNN")
-
-
-def _check_tensor(name: str, value, dims: int) -> None:
-    if not isinstance(value, Tensor) or not value.is_floating_point():
-        raise TypeError(f"{name}: expected a floating-point tensor, got {type(value).__name__}"
-                        + (f" of {value.dtype}" if isinstance(value, Tensor) else ""))
-    if value.dim() != dims:
-        raise ValueError(f"{name}: expected {dims} dimensions, got shape {tuple(value.shape)}")
 
 
 def normalised_coordinates(steps: int, align_corners: bool = False, **like) -> Tensor:
@@ -76,9 +68,10 @@ def affine_grid(theta: Tensor, size, align_corners: bool = False) -> Tensor:
     """The sampling grid of eq. (1): for each output pixel, where to read the input.
 
     ``theta`` is N x 2 x 3, ``size`` the output's (N, C, H, W). Returns N x H x W x 2 holding
-    the normalised source coordinates ``(x_s, y_s)``, as ``F.affine_grid`` does.
+    the normalised source coordinates ``(x_s, y_s)``, as ``F.affine_grid`` does. With the identity
+    theta and the input's size it samples every pixel at its own centre (``prop-stn-identity``).
     """
-    _check_tensor("theta", theta, 3)
+    float_tensor("theta", theta, 3)
     if theta.shape[1:] != (2, 3):
         raise ValueError(f"theta: expected N x 2 x 3, got shape {tuple(theta.shape)}")
     size = tuple(size)
@@ -96,19 +89,22 @@ def affine_grid(theta: Tensor, size, align_corners: bool = False) -> Tensor:
     return torch.einsum("hwk,nik->nhwi", target, theta)
 
 
-def bilinear_sample(images: Tensor, grid: Tensor, align_corners: bool = False) -> Tensor:
-    """The bilinear sampler of eq. (5), with zeros outside the image.
+def bilinear_sample(images: Tensor, grid: Tensor, align_corners: bool = False, *,
+                    validate: bool = False) -> Tensor:
+    """The bilinear sampler of eq. (5), with zeros outside the image (``lem-stn-bilinear``; its
+    gradients are ``prop-stn-gradients``).
 
     ``images`` is N x C x H x W (the paper's U), ``grid`` N x H' x W' x 2 normalised source
     coordinates; returns the N x C x H' x W' output V. Equal to ``F.grid_sample(images, grid,
-    mode="bilinear", padding_mode="zeros")`` in values and in gradients.
+    mode="bilinear", padding_mode="zeros")`` in values and in gradients. ``validate=True`` also
+    rejects non-finite coordinates, which reads the grid back from the device.
     """
-    _check_tensor("images", images, 4)
-    _check_tensor("grid", grid, 4)
+    float_tensor("images", images, 4)
+    float_tensor("grid", grid, 4)
     if grid.shape[-1] != 2 or len(grid) != len(images):
         raise ValueError(f"grid: expected N x H' x W' x 2 with N = {len(images)}, "
                          f"got shape {tuple(grid.shape)}")
-    if not bool(torch.isfinite(grid).all()):
+    if validate and not bool(torch.isfinite(grid).all()):
         raise ValueError("grid: expected finite coordinates")
     n, c, height, width = images.shape
     x = to_pixels(grid[..., 0], width, align_corners)
@@ -137,7 +133,7 @@ def rotation_theta(degrees: Tensor) -> Tensor:
     The grid maps output to input, so this is the rotation matrix [[cos, -sin], [sin, cos]] in
     the y-downwards coordinates, which turns the *sampling points* clockwise on screen.
     """
-    _check_tensor("degrees", degrees, 1)
+    float_tensor("degrees", degrees, 1)
     a = torch.deg2rad(degrees)
     cos, sin, zero = torch.cos(a), torch.sin(a), torch.zeros_like(a)
     return torch.stack([torch.stack([cos, -sin, zero], -1), torch.stack([sin, cos, zero], -1)], 1)
@@ -149,7 +145,7 @@ def theta_angle(theta: Tensor) -> Tensor:
     The inverse of ``rotation_theta`` on rotations; for a general A it is the angle of the
     rotation R that maximises trace(R^T A).
     """
-    _check_tensor("theta", theta, 3)
+    float_tensor("theta", theta, 3)
     if theta.shape[1:] != (2, 3):
         raise ValueError(f"theta: expected N x 2 x 3, got shape {tuple(theta.shape)}")
     return torch.rad2deg(torch.atan2(theta[:, 1, 0] - theta[:, 0, 1], theta[:, 0, 0] + theta[:, 1, 1]))
@@ -157,8 +153,8 @@ def theta_angle(theta: Tensor) -> Tensor:
 
 def rotate(images: Tensor, degrees: Tensor) -> Tensor:
     """Turn each image anticlockwise by its angle in degrees (bilinear, zeros outside)."""
-    _check_tensor("images", images, 4)
-    _check_tensor("degrees", degrees, 1)
+    float_tensor("images", images, 4)
+    float_tensor("degrees", degrees, 1)
     if len(degrees) != len(images):
         raise ValueError(f"degrees: expected one angle per image ({len(images)}), got {len(degrees)}")
     theta = rotation_theta(degrees.to(images.dtype))
@@ -190,7 +186,7 @@ def placement_theta(degrees: Tensor, scales: Tensor, shifts: Tensor, canvas: int
     and M = canvas / (digit s) times the rotation of ``rotation_theta``.
     """
     for name, value, dims in (("degrees", degrees, 1), ("scales", scales, 1), ("shifts", shifts, 2)):
-        _check_tensor(name, value, dims)
+        float_tensor(name, value, dims)
     if len(scales) != len(degrees) or tuple(shifts.shape) != (len(degrees), 2):
         raise ValueError(f"shifts: expected N x 2 with N = {len(degrees)} (and one scale each), "
                          f"got scales {tuple(scales.shape)} and shifts {tuple(shifts.shape)}")
@@ -251,7 +247,7 @@ def pose_slopes(theta: Tensor, pose: dict[str, Tensor], canvas: int) -> dict[str
     * ``rotation``: the angle of theta (``theta_angle``) on the digit's angle; undoing it: -1;
     * ``scale``: log sqrt|det| of theta's 2 x 2 part on log scale; undoing it: 1.
     """
-    _check_tensor("theta", theta, 3)
+    float_tensor("theta", theta, 3)
     if theta.shape[1:] != (2, 3):
         raise ValueError(f"theta: expected N x 2 x 3, got shape {tuple(theta.shape)}")
     if not isinstance(pose, dict) or {"degrees", "scales", "shifts"} - set(pose):
@@ -294,7 +290,7 @@ class STN(nn.Module):
 
     def transform(self, images: Tensor) -> tuple[Tensor, Tensor]:
         """The output V and the theta that produced it."""
-        _check_tensor("images", images, 4)
+        float_tensor("images", images, 4)
         theta = self.theta(images)
         if self.fused:
             grid = F.affine_grid(theta, list(images.shape), align_corners=self.align_corners)
@@ -338,7 +334,7 @@ class Classifier(nn.Module):
         self.stn, self.body, self.size = stn, body, size
 
     def forward(self, images: Tensor) -> Tensor:
-        _check_tensor("images", images, 4)
+        float_tensor("images", images, 4)
         if images.shape[1:] != (1, self.size, self.size):
             raise ValueError(f"images: expected N x 1 x {self.size} x {self.size}, "
                              f"got shape {tuple(images.shape)}")

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from paperlib._checks import positive_int, same_shape
+from paperlib._checks import loss_weight, positive_int, same_shape
 
 LIKELIHOODS = ("bernoulli", "gaussian")
 
@@ -24,7 +24,7 @@ def _per_example(values: Tensor) -> Tensor:
 
 
 def reparameterize(mu: Tensor, logvar: Tensor, generator: torch.Generator | None = None) -> Tensor:
-    """Draw z ~ N(mu, exp(logvar)) as a differentiable function of (mu, logvar)."""
+    """Draw z ~ N(mu, exp(logvar)) as a differentiable function of (mu, logvar) (``lem-reparam``)."""
     same_shape(mu=mu, logvar=logvar)
     # eps ~ N(0, I), drawn independently of the parameters (on the generator's device)
     where = generator.device if generator is not None else mu.device
@@ -34,7 +34,7 @@ def reparameterize(mu: Tensor, logvar: Tensor, generator: torch.Generator | None
 
 
 def kl_normal(mu: Tensor, logvar: Tensor) -> Tensor:
-    """KL(N(mu, diag(exp(logvar))) || N(0, I)), summed over the last dimension."""
+    """KL(N(mu, diag(exp(logvar))) || N(0, I)), summed over the last dimension (``prop-gauss-kl``)."""
     same_shape(mu=mu, logvar=logvar)
     # KL = 1/2 * sum_j (mu_j^2 + sigma_j^2 - log sigma_j^2 - 1)
     return 0.5 * (mu.pow(2) + logvar.exp() - logvar - 1).sum(dim=-1)
@@ -47,12 +47,17 @@ def log_normal(z: Tensor, mu: Tensor, logvar: Tensor) -> Tensor:
     return -0.5 * (math.log(2 * math.pi) + logvar + (z - mu).pow(2) / logvar.exp()).sum(dim=-1)
 
 
-def bernoulli_nll(logits: Tensor, x: Tensor) -> Tensor:
-    """-log Bernoulli(x; sigmoid(logits)) per example: binary cross-entropy on logits."""
+def bernoulli_nll(logits: Tensor, x: Tensor, *, validate: bool = False) -> Tensor:
+    """-log Bernoulli(x; sigmoid(logits)) per example: binary cross-entropy on logits.
+
+    ``validate=True`` also checks that the targets lie in [0, 1]; that reads the data back from
+    the device, so the training losses leave it off.
+    """
     same_shape(logits=logits, x=x)
-    low, high = torch.aminmax(x)  # one pass over the batch for both bounds
-    if low < 0 or high > 1:
-        raise ValueError("x: a Bernoulli decoder needs targets in [0, 1]")
+    if validate:
+        low, high = torch.aminmax(x)  # one pass over the batch for both bounds
+        if low < 0 or high > 1:
+            raise ValueError("x: a Bernoulli decoder needs targets in [0, 1]")
     # -log p(x|z) = -sum_i [x_i log y_i + (1 - x_i) log(1 - y_i)],  y = sigmoid(logits)
     return _per_example(F.binary_cross_entropy_with_logits(logits, x, reduction="none"))
 
@@ -69,7 +74,7 @@ def gaussian_nll(mean: Tensor, x: Tensor, var: float = 1.0) -> Tensor:
 
 def elbo(x: Tensor, decoded: Tensor, mu: Tensor, logvar: Tensor, z: Tensor | None = None,
          likelihood: str = "bernoulli", kl: str = "analytic", var: float = 1.0) -> Tensor:
-    """The evidence lower bound per example, E_q[log p(x|z)] - KL(q(z|x) || p(z)).
+    """The evidence lower bound per example, E_q[log p(x|z)] - KL(q(z|x) || p(z)) (``thm-elbo``).
 
     ``decoded`` holds the decoder's output at one sample ``z`` ~ q(z|x) (logits for a
     Bernoulli decoder, means for a Gaussian one). ``kl="analytic"`` uses the closed form
@@ -98,7 +103,8 @@ def elbo(x: Tensor, decoded: Tensor, mu: Tensor, logvar: Tensor, z: Tensor | Non
 
 
 def iw_bound(log_weights: Tensor, k: int) -> Tensor:
-    """Estimate of the K-sample importance-weighted bound L_k per example (Burda et al., 2016).
+    """Estimate of the K-sample importance-weighted bound L_k per example (Burda et al., 2016;
+    ``prop-iw-bound``).
 
     ``log_weights`` holds S independent log-weights per example, shape (S, N), with S a multiple
     of ``k``. They are split into S / k disjoint groups of ``k``; each group gives one draw of
@@ -119,13 +125,14 @@ def iw_bound(log_weights: Tensor, k: int) -> Tensor:
     return (torch.logsumexp(groups, dim=1) - math.log(k)).mean(dim=0)
 
 
-class _Encoder:
-    """encode/forward shared by the MLP and conv VAEs; subclasses define ``_check`` (input shape),
-    ``encoder`` (x -> [mu, logvar]) and ``decode``."""
+class _GaussianVAE:
+    """What the MLP and conv VAEs share: a Gaussian q(z|x) = N(mu, diag exp(logvar)), the
+    reparameterised sample and the decoder's output at it. Subclasses define ``_input`` (checks
+    and shapes x), ``encoder`` (x -> [mu, logvar]) and ``decode``."""
 
     def encode(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """The parameters (mu, logvar) of q(z|x)."""
-        mu, logvar = self.encoder(self._check(x)).chunk(2, dim=-1)
+        mu, logvar = self.encoder(self._input(x)).chunk(2, dim=-1)
         return mu, logvar
 
     def forward(self, x: Tensor, generator: torch.Generator | None = None
@@ -135,7 +142,7 @@ class _Encoder:
         return self.decode(z), mu, logvar, z
 
 
-class VAE(_Encoder, nn.Module):
+class VAE(_GaussianVAE, nn.Module):
     """MLP encoder q(z|x) = N(mu, diag sigma^2) and MLP decoder p(x|z), as in appendix C."""
 
     def __init__(self, x_dim: int = 784, hidden: int = 400, z_dim: int = 20,
@@ -153,13 +160,12 @@ class VAE(_Encoder, nn.Module):
         self.decoder = nn.Sequential(nn.Linear(z_dim, hidden), nn.Tanh(),
                                      nn.Linear(hidden, x_dim))
 
-    def _flat(self, x: Tensor) -> Tensor:
+    def _input(self, x: Tensor) -> Tensor:
+        """x flattened to N x x_dim."""
         if x.dim() < 2 or x[0].numel() != self.x_dim:
             raise ValueError(f"x: expected a batch of {self.x_dim} values per example, "
                              f"got shape {tuple(x.shape)}")
         return x.reshape(len(x), self.x_dim)
-
-    _check = _flat
 
     def decode(self, z: Tensor) -> Tensor:
         """Logits (Bernoulli) or means (Gaussian) of p(x|z), flattened."""
@@ -169,7 +175,7 @@ class VAE(_Encoder, nn.Module):
              ) -> Tensor:
         """One-sample ELBO estimate per example, in nats."""
         decoded, mu, logvar, z = self(x, generator)
-        return elbo(self._flat(x), decoded, mu, logvar, z, self.likelihood, kl, self.var)
+        return elbo(self._input(x), decoded, mu, logvar, z, self.likelihood, kl, self.var)
 
     def loss(self, x: Tensor) -> Tensor:
         """Mean negative ELBO over the batch: the quantity training minimises."""
@@ -180,7 +186,7 @@ class VAE(_Encoder, nn.Module):
                     ) -> Tensor:
         """Log importance weights log p(x, z_k) - log q(z_k|x), z_k ~ q(z|x): shape (samples, N)."""
         positive_int("samples", samples)
-        flat = self._flat(x)
+        flat = self._input(x)
         mu, logvar = self.encode(flat)
         weights = []
         for _ in range(samples):
@@ -231,26 +237,14 @@ SCALES = {
 # Explained, derived and checked in ``chapters/generative/beta_vae.ipynb``.
 
 
-def _check_weight(name: str, value: float) -> float:
-    """A loss weight (beta, gamma, C): a real number, not NaN, not negative."""
-    if isinstance(value, Tensor):
-        if value.numel() != 1:
-            raise TypeError(f"{name}: expected a number, got a tensor of shape {tuple(value.shape)}")
-        value = value.item()
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{name}: expected a real number, got {type(value).__name__}")
-    if math.isnan(value) or value < 0:
-        raise ValueError(f"{name}: expected a non-negative number, got {value}")
-    return float(value)
-
-
 def beta_vae_loss(logits: Tensor, x: Tensor, mu: Tensor, logvar: Tensor, beta: float = 1.0
                   ) -> Tensor:
     """The beta-VAE loss, batch mean of -log p(x|z) + beta * KL(q(z|x) || p(z)), in nats.
 
     ``logits`` are the Bernoulli decoder's outputs at one sample z ~ q(z|x); beta = 1 is the VAE.
+    It is the Lagrangian of ``prop-beta-lagrangian``.
     """
-    beta = _check_weight("beta", beta)
+    beta = loss_weight("beta", beta)
     # L = 1/B sum_n [ -log p(x_n | z_n) + beta * KL(q(z | x_n) || p(z)) ]
     return (bernoulli_nll(logits, x) + beta * kl_normal(mu, logvar)).mean()
 
@@ -260,16 +254,17 @@ def capacity_loss(logits: Tensor, x: Tensor, mu: Tensor, logvar: Tensor, gamma: 
     """Burgess et al.'s loss: mean -log p(x|z) + gamma * |mean KL - C|, in nats.
 
     The KL is averaged over the batch before the absolute value: the target ``C`` constrains the
-    average information the latents carry, not each example's.
+    average information the latents carry, not each example's. Below the target the penalty
+    raises the KL (``prop-beta-capacity-gradient``).
     """
-    gamma, C = _check_weight("gamma", gamma), _check_weight("C", C)
+    gamma, C = loss_weight("gamma", gamma), loss_weight("C", C)
     # L = 1/B sum_n -log p(x_n | z_n) + gamma * | 1/B sum_n KL(q(z | x_n) || p(z)) - C |
     return bernoulli_nll(logits, x).mean() + gamma * (kl_normal(mu, logvar).mean() - C).abs()
 
 
 def capacity_schedule(step: int, C_max: float = 25.0, steps: int = 100_000) -> float:
     """The target C at training step ``step``: raised linearly from 0 to ``C_max`` over ``steps``."""
-    C_max = _check_weight("C_max", C_max)
+    C_max = loss_weight("C_max", C_max)
     if isinstance(step, bool) or not isinstance(step, int) or step < 0:
         raise ValueError(f"step: expected a non-negative integer, got {step!r}")
     positive_int("steps", steps)
@@ -279,14 +274,14 @@ def capacity_schedule(step: int, C_max: float = 25.0, steps: int = 100_000) -> f
 
 def active_latents(kl_per_latent: Tensor, threshold: float = 0.1) -> int:
     """How many latents carry more than ``threshold`` nats of KL on average (the rest are off)."""
-    threshold = _check_weight("threshold", threshold)
+    threshold = loss_weight("threshold", threshold)
     if kl_per_latent.dim() != 1:
         raise ValueError("kl_per_latent: expected one mean KL per latent (a 1-D tensor), "
                          f"got shape {tuple(kl_per_latent.shape)}")
     return int((kl_per_latent > threshold).sum())
 
 
-class ConvVAE(_Encoder, nn.Module):
+class ConvVAE(_GaussianVAE, nn.Module):
     """The convolutional VAE of Burgess et al. (2018), appendix A.1, with a Bernoulli decoder.
 
     Encoder: conv 32 x 4 x 4, stride 2, ReLU, repeated until the feature map is 4 x 4 (four
@@ -322,7 +317,7 @@ class ConvVAE(_Encoder, nn.Module):
                 decoder.append(nn.ReLU())
         self.decoder = nn.Sequential(*decoder)
 
-    def _check(self, x: Tensor) -> Tensor:
+    def _input(self, x: Tensor) -> Tensor:
         side = self.image_size
         if x.dim() != 4 or x.shape[1:] != (1, side, side):
             raise ValueError(f"x: expected a batch shaped N x 1 x {side} x {side}, "

@@ -186,26 +186,3 @@ def test_beta_one_is_the_vae_models_own_loss_and_no_other_beta_is():
         gap = beta_vae_loss(logits, x, mu, logvar, beta) - vae_loss
         torch.testing.assert_close(gap, (beta - 1) * mean_kl, rtol=1e-12, atol=1e-12)
         assert abs(gap) > 0.5 * abs(beta - 1) * mean_kl      # the notes' beta = 0 (or any beta != 1) is not the VAE
-
-
-@pytest.mark.parametrize("call, error, name", [
-    (lambda: beta_vae_loss(*batch(), beta=-1.0), ValueError, "beta"),
-    (lambda: beta_vae_loss(*batch(), beta=float("nan")), ValueError, "beta"),
-    (lambda: beta_vae_loss(*batch(), beta="4"), TypeError, "beta"),
-    (lambda: capacity_loss(*batch(), gamma=-1.0), ValueError, "gamma"),
-    (lambda: capacity_loss(*batch(), gamma=float("nan")), ValueError, "gamma"),
-    (lambda: capacity_loss(*batch(), C=-0.5), ValueError, "C"),
-    (lambda: capacity_loss(*batch(), C=float("nan")), ValueError, "C"),
-    (lambda: beta_vae_loss(*batch()[:3], torch.zeros(6, 4)), ValueError, "logvar"),
-    (lambda: capacity_schedule(-1), ValueError, "step"),
-    (lambda: capacity_schedule(0, C_max=-1.0), ValueError, "C_max"),
-    (lambda: capacity_schedule(0, steps=0), ValueError, "steps"),
-    (lambda: active_latents(torch.zeros(2, 3)), ValueError, "kl_per_latent"),
-    (lambda: active_latents(torch.zeros(3), threshold=-1.0), ValueError, "threshold"),
-    (lambda: ConvVAE(image_size=48), ValueError, "image_size"),
-    (lambda: ConvVAE(z_dim=0), ValueError, "z_dim"),
-    (lambda: ConvVAE(32)(torch.zeros(2, 1, 64, 64)), ValueError, "x"),
-])
-def test_bad_arguments_name_the_argument(call, error, name):
-    with pytest.raises(error, match=rf"^{name}:"):
-        call()

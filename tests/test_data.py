@@ -111,21 +111,6 @@ def test_binarize_stochastic_is_reproducible_and_unbiased():
     assert torch.equal(data.binarize(ends, stochastic=True), ends), "p = 0 and p = 1 are certain"
 
 
-@pytest.mark.parametrize("kwargs, error, name", [
-    (dict(images=torch.tensor([1.5])), ValueError, "images"),
-    (dict(images=torch.tensor([-0.1])), ValueError, "images"),
-    (dict(images=torch.tensor([float("nan")])), ValueError, "images"),
-    (dict(images=torch.tensor([0, 1], dtype=torch.uint8)), TypeError, "images"),
-    (dict(images=np.array([0.5])), TypeError, "images"),
-    (dict(images=torch.tensor([0.5]), threshold=1.5), ValueError, "threshold"),
-    (dict(images=torch.tensor([0.5]), threshold=-0.1), ValueError, "threshold"),
-    (dict(images=torch.tensor([0.5]), threshold=float("nan")), ValueError, "threshold"),
-])
-def test_binarize_bad_input_names_the_argument(kwargs, error, name):
-    with pytest.raises(error, match=f"^{name}:"):
-        data.binarize(**kwargs)
-
-
 # --- digits -------------------------------------------------------------------------------------
 
 

@@ -59,19 +59,6 @@ def test_fit_respects_the_time_budget():
     assert len(history.loss) < 10_000 and history.seconds[-1] >= 0.2
 
 
-@pytest.mark.parametrize("kwargs, name", [
-    (dict(epochs=0), "epochs"), (dict(epochs=1, batch_size=0), "batch_size")])
-def test_fit_bad_arguments(kwargs, name):
-    x, y = regression()
-    model = nn.Linear(3, 1)
-    with pytest.raises(ValueError, match=name):
-        fit(model, lambda xb, yb: model(xb).sum(), (x, y),
-            torch.optim.SGD(model.parameters(), lr=0.1), **kwargs)
-    with pytest.raises(ValueError, match="data"):
-        fit(model, lambda xb, yb: model(xb).sum(), (x, y[:5]),
-            torch.optim.SGD(model.parameters(), lr=0.1), epochs=1)
-
-
 def test_in_a_notebook_the_progress_bar_leaves_one_line_without_timings(monkeypatch, tmp_path):
     """Inside Jupyter the bar is one output replaced in place, ending as a summary: no stack of
     stderr fragments in the saved notebook (or on the website), nothing that varies between runs."""

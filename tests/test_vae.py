@@ -114,27 +114,6 @@ def test_vae_shapes_and_elbo():
     assert torch.isfinite(gaussian.loss(x))
 
 
-@pytest.mark.parametrize("call, name", [
-    (lambda: kl_normal(torch.zeros(2, 3), torch.zeros(2, 4)), "logvar"),
-    (lambda: reparameterize(torch.zeros(2, 3), torch.zeros(3, 3)), "logvar"),
-    (lambda: bernoulli_nll(torch.zeros(2, 3), torch.full((2, 3), 1.5)), "x"),
-    (lambda: gaussian_nll(torch.zeros(2, 3), torch.zeros(2, 3), var=0.0), "var"),
-    (lambda: elbo(torch.zeros(1, 2), torch.zeros(1, 2), torch.zeros(1, 2), torch.zeros(1, 2),
-                  likelihood="poisson"), "likelihood"),
-    (lambda: elbo(torch.zeros(1, 2), torch.zeros(1, 2), torch.zeros(1, 2), torch.zeros(1, 2),
-                  kl="mc"), "z"),
-    (lambda: elbo(torch.zeros(1, 2), torch.zeros(1, 2), torch.zeros(1, 2), torch.zeros(1, 2),
-                  kl="exact"), "kl"),
-    (lambda: VAE(z_dim=0), "z_dim"),
-    (lambda: VAE(likelihood="laplace"), "likelihood"),
-    (lambda: VAE(var=-1.0), "var"),
-    (lambda: VAE().loss(torch.zeros(2, 1, 27, 27)), "x"),
-])
-def test_bad_arguments_name_the_argument(call, name):
-    with pytest.raises(ValueError, match=rf"^{name}:"):
-        call()
-
-
 @pytest.mark.parametrize("scale", sorted(SCALES))
 def test_every_scale_builds_and_trains_for_two_steps(scale):
     """The paper-scale switch must not rot: build each configuration and take two steps."""
@@ -229,19 +208,6 @@ def test_log_px_is_the_iw_bound_of_its_log_weights():
     estimate = model.log_px(x, samples=20, generator=torch.Generator().manual_seed(4))
     torch.testing.assert_close(estimate, iw_bound(log_w, 20))
     torch.testing.assert_close(iw_bound(log_w, 1), log_w.mean(0))
-
-
-@pytest.mark.parametrize("call, error, name", [
-    (lambda: iw_bound(torch.zeros(6, 2), 4), ValueError, "k"),
-    (lambda: iw_bound(torch.zeros(6, 2), 0), ValueError, "k"),
-    (lambda: iw_bound(torch.zeros(6), 2), ValueError, "log_weights"),
-    (lambda: iw_bound([[0.0]], 1), TypeError, "log_weights"),
-    (lambda: VAE(x_dim=6, hidden=8, z_dim=2).log_weights(torch.zeros(2, 6), samples=0),
-     ValueError, "samples"),
-])
-def test_iw_bound_bad_arguments_name_the_argument(call, error, name):
-    with pytest.raises(error, match=rf"^{name}:"):
-        call()
 
 
 # --- lem-reparam in code: the change of variables carries the Jacobian sigma
