@@ -75,24 +75,22 @@ class _Session:
         if proofs is None:
             return self._run(source)
         saved = proofs.Derivation.check, proofs.Derivation.refute, proofs.Derivation.show
-        stubs = {"check_answer": lambda *args, **kwargs: True,
-                 "equivalent": lambda *args, **kwargs: True}
+        # the chapters' exercises mark answers with paperlib.answers.check_answer (by label)
         answers = sys.modules.get("paperlib.answers")
-        real = {"equivalent": proofs.equivalent,
-                "check_answer": getattr(answers, "check_answer", proofs.mark_answer)}
-        replaced = {name: stub for name, stub in stubs.items()
-                    if self.namespace.get(name) is real[name]}
+        real = getattr(answers, "check_answer", None)
+        stub = lambda *args, **kwargs: True  # noqa: E731
+        replaced = real is not None and self.namespace.get("check_answer") is real
         proofs.Derivation.check = lambda derivation: derivation
         proofs.Derivation.refute = lambda derivation: "(not checked: run this cell itself)"
         proofs.Derivation.show = lambda derivation, *args, **kwargs: None
-        self.namespace.update(replaced)
+        if replaced:
+            self.namespace["check_answer"] = stub
         try:
             return self._run(source)
         finally:
             proofs.Derivation.check, proofs.Derivation.refute, proofs.Derivation.show = saved
-            for name, stub in replaced.items():
-                if self.namespace.get(name) is stub:
-                    self.namespace[name] = real[name]
+            if replaced and self.namespace.get("check_answer") is stub:
+                self.namespace["check_answer"] = real
 
     def _run(self, source: str) -> str:
         self.outputs = []
