@@ -1,31 +1,33 @@
 """Planar normalizing flows: Rezende & Mohamed, "Variational Inference with Normalizing Flows" (ICML 2015).
 
 Explained, derived and checked in the chapter ``chapters/generative/normalizing_flows.ipynb``.
-The pure functions (``m``, ``u_hat``, ``planar``, ``planar_inverse``, ``potential``,
-``log_normalizer``, ``free_energy``, ``kl_box``) are what the chapter derives; ``PlanarFlow`` and
-``NormalizingFlow`` wrap them as modules, and ``FlowVAE`` is :class:`paperlib.vae.VAE` with a stack
-of planar flows between the encoder and the decoder. Every flow returns ``(z, log_det)`` from
-``forward`` and has an ``inverse``. All log-densities are in nats, one value per example.
+The pure functions (``m``, ``u_hat``, ``planar``, ``planar_inverse``, ``free_energy``) are what
+the chapter derives; ``PlanarFlow`` and ``NormalizingFlow`` wrap them as modules, ``fit_flows``
+fits flows to the targets of ``paperlib.potentials``, and ``FlowVAE`` is
+:class:`paperlib.vae.VAE` with a stack of planar flows between the encoder and the decoder. Every
+flow returns ``(z, log_det)`` from ``forward`` and has an ``inverse``. All log-densities are in
+nats, one value per example.
 """
 
 from __future__ import annotations
 
-import contextlib
-import math
-from collections.abc import Iterator
+import copy
+import itertools
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.func import functional_call, stack_module_state, vmap
 
-from paperlib._checks import batch, positive_int, same_shape
-from paperlib.vae import VAE, bernoulli_nll, gaussian_nll, log_normal, reparameterize
+from paperlib._checks import batch, positive_int
+from paperlib.distributions import log_normal, log_standard_normal, nll, reparameterize
+from paperlib.potentials import box_wall, energy
+from paperlib.train import History, fit, one_thread
+from paperlib.vae import VAE
 
-POTENTIALS = (1, 2, 3, 4)
 # The tanh planar flow needs w^T u > -1 strictly; u_hat keeps w^T u_hat >= -1 + MARGIN, because in
 # floating point the paper's m(x) = -1 + log(1 + e^x) rounds to exactly -1 for very negative x.
 MARGIN = 1e-4
-BOX = 4.0  # U2-U4 are normalisable only on a bounded region: the target lives on (-BOX, BOX)^2
 
 
 def m(x: Tensor) -> Tensor:
@@ -128,15 +130,16 @@ class PlanarFlow(nn.Module):
 
 
 class NormalizingFlow(nn.Module):
-    """q_K: a standard-normal base q_0 = N(0, I) pushed through K planar flows."""
+    """q_K: a standard-normal base q_0 = N(0, I) pushed through K flows (planar unless ``layer``
+    names another flow with the same constructor, ``layer(dim, init_scale)``)."""
 
-    def __init__(self, dim: int, K: int, init_scale: float = 0.1):
+    def __init__(self, dim: int, K: int, init_scale: float = 0.1, layer: type[nn.Module] = PlanarFlow):
         super().__init__()
         if not isinstance(K, int) or isinstance(K, bool) or K < 0:
             raise ValueError(f"K: expected a non-negative integer number of flows, got {K!r}")
         positive_int("dim", dim)
         self.dim = dim
-        self.flows = nn.ModuleList(PlanarFlow(dim, init_scale) for _ in range(K))
+        self.flows = nn.ModuleList(layer(dim, init_scale) for _ in range(K))
 
     def forward(self, z: Tensor) -> tuple[Tensor, Tensor]:
         """z_K = f_K o ... o f_1(z_0) and sum_k log|det df_k/dz_{k-1}| (shape [N])."""
@@ -158,8 +161,7 @@ class NormalizingFlow(nn.Module):
         return z, log_det
 
     def base_log_prob(self, z0: Tensor) -> Tensor:
-        zero = torch.zeros_like(z0)
-        return log_normal(z0, zero, zero)
+        return log_standard_normal(z0)
 
     def sample(self, n: int, generator: torch.Generator | None = None
                ) -> tuple[Tensor, Tensor, Tensor]:
@@ -179,71 +181,6 @@ class NormalizingFlow(nn.Module):
         return self.base_log_prob(z0) + log_det
 
 
-# ---------------------------------------------------------------- the paper's Table 1 targets
-
-def potential(k: int, z: Tensor) -> Tensor:
-    """The energy U_k(z) of Table 1 (k = 1..4); the target density is exp(-U_k(z)) / Z."""
-    if k not in POTENTIALS:
-        raise ValueError(f"k: expected one of {POTENTIALS}, got {k!r}")
-    batch("z", z, 2)
-    z1, z2 = z[:, 0], z[:, 1]
-    # w1(z) = sin(2 pi z1 / 4)
-    w1 = torch.sin(2 * math.pi * z1 / 4)
-    if k == 1:
-        # U1 = 1/2 ((||z|| - 2) / 0.4)^2 - ln(e^{-1/2 ((z1 - 2)/0.6)^2} + e^{-1/2 ((z1 + 2)/0.6)^2})
-        ring = 0.5 * ((z.norm(dim=1) - 2) / 0.4) ** 2
-        lobes = torch.stack([-0.5 * ((z1 - 2) / 0.6) ** 2, -0.5 * ((z1 + 2) / 0.6) ** 2])
-        return ring - torch.logsumexp(lobes, dim=0)
-    if k == 2:
-        # U2 = 1/2 ((z2 - w1(z)) / 0.4)^2
-        return 0.5 * ((z2 - w1) / 0.4) ** 2
-    if k == 3:
-        # w2(z) = 3 exp(-1/2 ((z1 - 1) / 0.6)^2)
-        w2 = 3 * torch.exp(-0.5 * ((z1 - 1) / 0.6) ** 2)
-        # U3 = -ln(e^{-1/2 ((z2 - w1)/0.35)^2} + e^{-1/2 ((z2 - w1 + w2)/0.35)^2})
-        terms = torch.stack([-0.5 * ((z2 - w1) / 0.35) ** 2, -0.5 * ((z2 - w1 + w2) / 0.35) ** 2])
-        return -torch.logsumexp(terms, dim=0)
-    # w3(z) = 3 sigma((z1 - 1) / 0.3)
-    w3 = 3 * torch.sigmoid((z1 - 1) / 0.3)
-    # U4 = -ln(e^{-1/2 ((z2 - w1)/0.4)^2} + e^{-1/2 ((z2 - w1 + w3)/0.35)^2})
-    terms = torch.stack([-0.5 * ((z2 - w1) / 0.4) ** 2, -0.5 * ((z2 - w1 + w3) / 0.35) ** 2])
-    return -torch.logsumexp(terms, dim=0)
-
-
-def standard_normal_energy(z: Tensor) -> Tensor:
-    """U(z) = ||z||^2 / 2: the sanity-check target N(0, I), Z = 2 pi in two dimensions."""
-    return 0.5 * z.pow(2).sum(-1)
-
-
-def _energy(k: int | str, z: Tensor) -> Tensor:
-    return standard_normal_energy(z) if k == "normal" else potential(k, z)
-
-
-def box_wall(z: Tensor, box: float = BOX, stiffness: float = 50.0) -> Tensor:
-    """A soft wall, sum_j stiffness * relu(|z_j| - box)^2, zero inside the box."""
-    if not box > 0:
-        raise ValueError(f"box: expected a positive half-width, got {box!r}")
-    if not stiffness >= 0:
-        raise ValueError(f"stiffness: expected a non-negative number, got {stiffness!r}")
-    return stiffness * F.relu(z.abs() - box).pow(2).sum(-1)
-
-
-def log_normalizer(k: int | str, box: float = BOX, points: int = 801) -> float:
-    """ln Z = ln of the integral of exp(-U_k) over (-box, box)^2, by the midpoint rule.
-
-    ``k`` is 1..4 or ``"normal"``. Computed in float64 with a ``points`` x ``points`` grid.
-    """
-    if not box > 0:
-        raise ValueError(f"box: expected a positive half-width, got {box!r}")
-    if not isinstance(points, int) or points < 2:
-        raise ValueError(f"points: expected an integer >= 2, got {points!r}")
-    h = 2 * box / points
-    axis = torch.linspace(-box + h / 2, box - h / 2, points, dtype=torch.float64)
-    grid = torch.cartesian_prod(axis, axis)
-    # ln Z ~ ln sum_cells exp(-U(z_cell)) h^2
-    return (torch.logsumexp(-_energy(k, grid), dim=0) + 2 * math.log(h)).item()
-
-
 def annealed_beta(step: int, anneal_steps: int) -> float:
     """beta_t = min(1, 0.01 + t / anneal_steps): the paper uses anneal_steps = 10,000."""
     if not anneal_steps > 0:
@@ -261,119 +198,72 @@ def free_energy(flow: NormalizingFlow, k: int | str, n: int, beta: float = 1.0,
     if not beta >= 0:
         raise ValueError(f"beta: expected a non-negative inverse temperature, got {beta!r}")
     z0, zK, log_q = flow.sample(n, generator)
-    energy = _energy(k, zK) + (box_wall(zK) if wall else 0.0)
+    U = energy(k, zK) + (box_wall(zK) if wall else 0.0)
     # F = E[ln q_K(z_K)] + beta E[U(z_K)],  ln q_K(z_K) = ln q_0(z_0) - sum_k ln|det J_k|
-    return (log_q + beta * energy).mean()
+    return (log_q + beta * U).mean()
 
 
-@torch.no_grad()
-def kl_box(flow: NormalizingFlow, k: int | str, n: int = 10_000, box: float = BOX,
-           log_z: float | None = None, generator: torch.Generator | None = None
-           ) -> tuple[float, float]:
-    """KL(q_B || p_B) in nats and the mass of q_K outside the box, (kl, outside).
+def fit_flows(flows: list[NormalizingFlow], targets: list[int | str], steps: int,
+              batch_size: int = 256, lr: float = 3e-2, anneal_steps: int | None = None,
+              generator: torch.Generator | None = None, wall: bool = True) -> History:
+    """Fit ``flows[i]`` to exp(-U_{targets[i]}) with Adam for ``steps`` steps, all at once.
 
-    p_B = exp(-U) / Z_B on B = (-box, box)^2, and q_B is q_K restricted to B and renormalised:
-    with M = q_K(B), KL(q_B || p_B) = E_q[1_B (ln q + U)] / M + ln Z_B - ln M  (>= 0).
-    """
-    if log_z is None:
-        log_z = log_normalizer(k, box)
-    with one_thread():
-        _, zK, log_q = flow.sample(n, generator)
-    inside = (zK.abs() < box).all(dim=1)
-    mass = inside.double().mean().item()
-    if mass == 0:
-        return math.inf, 1.0
-    terms = torch.where(inside, log_q + _energy(k, zK), torch.zeros_like(log_q))
-    kl = terms.double().sum().item() / inside.sum().item() + log_z - math.log(mass)
-    return kl, 1.0 - mass
-
-
-def stack_forward(z: Tensor, u_hat: Tensor, w: Tensor, b: Tensor) -> tuple[Tensor, Tensor]:
-    """P independent stacks of K planar flows at once: z [P, N, d], u_hat and w [P, K, d], b [P, K].
-
-    The same maps as K calls of :func:`planar` per stack (``u_hat`` already reparameterised),
-    with the log-determinants summed in one go at the end. Returns z_K [P, N, d] and the sum
-    of log-determinants [P, N].
-    """
-    same_shape(u_hat=u_hat, w=w)  # a broadcast u_hat would give wrong flows without an error
-    wu = (w * u_hat).sum(-1)
-    hs = []
-    for k in range(u_hat.shape[1]):
-        # h = tanh(w_k^T z + b_k);  z <- z + u_hat_k h
-        h = torch.tanh(torch.baddbmm(b[:, k, None, None], z, w[:, k, :, None]))
-        z = torch.addcmul(z, h, u_hat[:, k, None, :])
-        hs.append(h)
-    h = torch.cat(hs, dim=-1)
-    # sum_k ln(1 + (1 - h_k^2) w_k^T u_hat_k)
-    return z, torch.log1p((1 - h * h) * wu[:, None, :]).sum(-1)
-
-
-@contextlib.contextmanager
-def one_thread() -> Iterator[None]:
-    """Run torch on one CPU thread, then restore the setting: for tiny tensors, waking a
-    second thread per operation costs far more than it saves (and much more on a busy machine)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
-def fit_potentials(pairs: list[tuple[int | str, int]], steps: int, batch: int = 256,
-                   lr: float = 3e-2, anneal_steps: int | None = None, seed: int = 0,
-                   wall: bool = True, init_scale: float = 0.1) -> list[NormalizingFlow]:
-    """Fit one q_K per (k, K) pair to exp(-U_k), all at once, for a fixed number of Adam steps.
-
-    Each fit minimises its own annealed free energy ``free_energy`` (beta_t from
-    :func:`annealed_beta`); the pairs share no parameters and Adam acts elementwise, so training
-    them in one batch is the same as training them one by one, only faster. Shorter stacks are
-    padded with identity layers (u_hat = 0). Returns one :class:`NormalizingFlow` per pair.
+    Each flow minimises its own annealed free energy (:func:`free_energy` with beta_t from
+    :func:`annealed_beta`). The flows share one architecture and no parameters, and Adam acts
+    elementwise, so fitting them side by side, with ``torch.func.vmap`` over one flow's forward,
+    is the same as fitting them one by one, only faster. The fitted parameters are copied back
+    into ``flows``; the history records the sum of the free energies.
     """
     positive_int("steps", steps)
-    if not pairs or any(K < 1 for _, K in pairs):
-        raise ValueError(f"pairs: expected (k, K) pairs with K >= 1, got {pairs!r}")
-    torch.manual_seed(seed)
-    generator = torch.Generator().manual_seed(seed)
-    flows = [NormalizingFlow(2, K, init_scale) for _, K in pairs]
-    P, K_max = len(pairs), max(K for _, K in pairs)
-    u = torch.zeros(P, K_max, 2)
-    w = torch.ones(P, K_max, 2)
-    b = torch.zeros(P, K_max)
-    for p, flow in enumerate(flows):
-        for k, layer in enumerate(flow.flows):
-            u[p, k], w[p, k], b[p, k] = layer.u.detach(), layer.w.detach(), layer.b.detach()
-    mask = torch.tensor([[float(k < K) for k in range(K_max)] for _, K in pairs]).unsqueeze(-1)
-    u, w, b = (t.requires_grad_() for t in (u, w, b))
-    optimizer = torch.optim.Adam([u, w, b], lr=lr)
+    positive_int("batch_size", batch_size)
+    if not flows or len(flows) != len(targets):
+        raise ValueError(f"targets: expected one target per flow ({len(flows)}), got {targets!r}")
+    if len({str(flow) for flow in flows}) != 1:
+        raise ValueError("flows: expected flows of one architecture (same dim, K and layer type)")
+    stacked = _Stacked(flows)
     anneal = anneal_steps if anneal_steps is not None else max(1, steps // 2)
-    targets = sorted({k for k, _ in pairs}, key=str)
-    rows = {k: [p for p, (kp, _) in enumerate(pairs) if kp == k] for k in targets}
+    step = itertools.count()
+
+    def summed_free_energy() -> Tensor:
+        z0 = torch.randn(len(flows), batch_size, flows[0].dim, generator=generator)
+        zK, log_det = stacked(z0)
+        U = torch.stack([energy(k, z) + (box_wall(z) if wall else 0.0) for k, z in zip(targets, zK)])
+        # ln q_K(z_K) = ln q_0(z_0) - sum_k ln|det J_k|
+        log_q = log_standard_normal(z0) - log_det
+        # each flow's F = E[ln q_K(z_K)] + beta_t E[U(z_K)], summed over the independent flows
+        return (log_q + annealed_beta(next(step), anneal) * U).mean(1).sum()
+
     with one_thread():
-        _fit_loop(u, w, b, mask, pairs, rows, optimizer, steps, batch, anneal, generator, wall)
-    with torch.no_grad():
+        history = fit(stacked, summed_free_energy, None, torch.optim.Adam(stacked.parameters(), lr=lr),
+                      steps=steps, progress=False)
+    stacked.copy_to(flows)
+    return history
+
+
+class _Stacked(nn.Module):
+    """P flows of one architecture as one module: their parameters stacked along a new first
+    dimension, and ``forward`` maps z [P, N, d] through flow p for each p with ``vmap``."""
+
+    def __init__(self, flows: list[NormalizingFlow]):
+        super().__init__()
+        params, _ = stack_module_state(flows)
+        self.names = list(params)
+        self.stacked = nn.ParameterList(nn.Parameter(p.detach().clone()) for p in params.values())
+        self.skeleton = [copy.deepcopy(flows[0]).to("meta")]  # a list: not a submodule
+
+    def forward(self, z0: Tensor) -> tuple[Tensor, Tensor]:
+        def one_flow(params: list[Tensor], z: Tensor) -> tuple[Tensor, Tensor]:
+            return functional_call(self.skeleton[0], dict(zip(self.names, params)), (z,))
+
+        return vmap(one_flow)(list(self.stacked), z0)
+
+    @torch.no_grad()
+    def copy_to(self, flows: list[NormalizingFlow]) -> None:
         for p, flow in enumerate(flows):
-            for k, layer in enumerate(flow.flows):
-                layer.u.copy_(u[p, k]), layer.w.copy_(w[p, k]), layer.b.copy_(b[p, k])
-    return [flow.eval() for flow in flows]
-
-
-def _fit_loop(u, w, b, mask, pairs, rows, optimizer, steps, batch, anneal, generator, wall):
-    P = len(pairs)
-    for t in range(steps):
-        z0 = torch.randn(P, batch, 2, generator=generator)
-        zK, log_det = stack_forward(z0, u_hat(u, w) * mask, w, b)
-        energy = torch.empty(P, batch)
-        for k, index in rows.items():
-            zk = zK[index].reshape(-1, 2)
-            e = _energy(k, zk) + (box_wall(zk) if wall else 0.0)
-            energy[index] = e.reshape(len(index), batch)
-        log_q = -0.5 * z0.pow(2).sum(-1) - math.log(2 * math.pi) - log_det
-        # each fit's F = E[ln q_K(z_K)] + beta_t E[U(z_K)], summed over the independent fits
-        loss = (log_q + annealed_beta(t, anneal) * energy).mean(1).sum()
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+            state = flow.state_dict()
+            for name, value in zip(self.names, self.stacked):
+                state[name].copy_(value[p])
+            flow.eval()
 
 
 # ---------------------------------------------------------------- a VAE with flows (section 4)
@@ -392,7 +282,14 @@ class FlowVAE(VAE):
 
     def forward(self, x: Tensor, generator: torch.Generator | None = None
                 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        """(decoded at z_K, z_K, ln q_0(z_0|x), sum of log-dets)."""
+        """(decoded at z_K, mu, logvar, z_K): the shape of :meth:`paperlib.vae.VAE.forward`."""
+        mu, logvar = self.encode(x)
+        zK, _ = self.flow(reparameterize(mu, logvar, generator))
+        return self.decode(zK), mu, logvar, zK
+
+    def posterior(self, x: Tensor, generator: torch.Generator | None = None
+                  ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """(decoded at z_K, z_K, ln q_0(z_0|x), sum of log-dets) for one z_0 ~ q_0(z|x)."""
         mu, logvar = self.encode(x)
         z0 = reparameterize(mu, logvar, generator)
         zK, log_det = self.flow(z0)
@@ -406,15 +303,11 @@ class FlowVAE(VAE):
         if kl != "mc":
             raise ValueError(f"kl: a flow posterior has no closed-form KL; expected 'mc', got {kl!r}")
         flat = self._input(x)
-        decoded, zK, log_q0, log_det = self(flat, generator)
-        log_px_z = (-bernoulli_nll(decoded, flat) if self.likelihood == "bernoulli"
-                    else -gaussian_nll(decoded, flat, self.var))
-        zero = torch.zeros_like(zK)
+        decoded, zK, log_q0, log_det = self.posterior(flat, generator)
         # ln q_K(z_K|x) = ln q_0(z_0|x) - sum_k ln|det J_k|
         log_qK = log_q0 - log_det
         # -F(x) = ln p(x|z_K) + ln p(z_K) - ln q_K(z_K|x)
-        return log_px_z + log_normal(zK, zero, zero) - log_qK
-
+        return -nll(decoded, flat, self.likelihood, self.var) + log_standard_normal(zK) - log_qK
 
 
 # Experiment sizes. "quick": a fixed number of Adam steps per Fig. 3 fit that keeps the chapter
@@ -422,8 +315,8 @@ class FlowVAE(VAE):
 # 10,000-step annealing (it used RMSprop at lr 1e-5; we keep Adam), and its MNIST flow VAE
 # (40 latents, 10 flows; a GPU).
 SCALES = {
-    "quick": dict(steps=500, batch=256, lr=3e-2, anneal_steps=250, kl_samples=10_000,
+    "quick": dict(steps=500, batch_size=256, lr=3e-2, anneal_steps=250, kl_samples=10_000,
                   vae_epochs=3, vae_hidden=200, vae_z_dim=20, vae_K=10, vae_lr=1e-3),
-    "paper": dict(steps=500_000, batch=256, lr=1e-4, anneal_steps=10_000, kl_samples=100_000,
+    "paper": dict(steps=500_000, batch_size=256, lr=1e-4, anneal_steps=10_000, kl_samples=100_000,
                   vae_epochs=200, vae_hidden=400, vae_z_dim=40, vae_K=10, vae_lr=1e-3),
 }

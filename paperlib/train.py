@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import math
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -43,8 +45,10 @@ def pick_device(prefer: str | None = None) -> torch.device:
 
 @dataclass
 class History:
-    """Per-epoch mean training loss and the wall-clock seconds at the end of each epoch."""
+    """What a training loop records: the loss of every step, the mean loss of every epoch and the
+    wall-clock seconds at the end of each epoch (a run without data is one epoch)."""
 
+    step_loss: list[float] = field(default_factory=list)
     loss: list[float] = field(default_factory=list)
     seconds: list[float] = field(default_factory=list)
 
@@ -99,48 +103,77 @@ class _NotebookLine:
         self._handle.update(self._pretty(self._plan))
 
 
-def fit(model: nn.Module, loss_fn: Callable[[Tensor], Tensor], data: Tensor | tuple[Tensor, ...],
-        optimizer: torch.optim.Optimizer, epochs: int, batch_size: int = 100,
-        generator: torch.Generator | None = None, max_seconds: float | None = None,
-        on_epoch_end: Callable[[int, float], None] | None = None,
-        progress: bool = True) -> History:
-    """Minimise ``loss_fn(*batch)`` over shuffled mini-batches of ``data``.
-
-    ``data`` is a tensor or a tuple of tensors sharing their first dimension; each batch is
-    moved to the model's device. Stops after ``epochs`` epochs or ``max_seconds`` of training,
-    whichever comes first, and raises ``FloatingPointError`` as soon as a loss is NaN or
-    infinite. ``on_epoch_end(epoch, seconds)`` runs after each epoch, outside the timed budget.
-    """
-    tensors = data if isinstance(data, tuple) else (data,)
+def _batches(tensors: tuple[Tensor, ...], batch_size: int, generator: torch.Generator | None,
+             device: torch.device) -> Iterator[Iterator[tuple[Tensor, ...]]]:
+    """Epoch after epoch: the shuffled mini-batches of ``tensors``, each moved to ``device``."""
     n = len(tensors[0])
-    if any(len(t) != n for t in tensors):
-        raise ValueError("data: all tensors must have the same first dimension")
-    positive_int("epochs", epochs)
-    positive_int("batch_size", batch_size)
-    device = next(model.parameters()).device
-    history, elapsed = History(), 0.0
-    steps = epochs * math.ceil(n / batch_size)
-    plan = f"training: {epochs} epoch{'s' * (epochs != 1)}, {steps:,} steps"
+    while True:
+        order = torch.randperm(n, generator=generator)
+        yield (tuple(t[index].to(device) for t in tensors) for index in order.split(batch_size))
+
+
+def fit(model: nn.Module, loss_fn: Callable[..., Tensor], data: Tensor | tuple[Tensor, ...] | None,
+        optimizer: torch.optim.Optimizer, epochs: int | None = None, batch_size: int = 100,
+        generator: torch.Generator | None = None, max_seconds: float | None = None,
+        on_epoch_end: Callable[[int, float], None] | None = None, progress: bool = True, *,
+        steps: int | None = None) -> History:
+    """Minimise ``loss_fn`` by gradient steps of ``optimizer``; the one training loop of the book.
+
+    ``data`` is a tensor or a tuple of tensors sharing their first dimension: each step calls
+    ``loss_fn(*batch)`` on a shuffled mini-batch, moved to the model's device. With
+    ``data=None`` each step calls ``loss_fn()``, which draws its own batch (a flow's samples from
+    its base density). Give the length as ``epochs`` (passes over ``data``) or as ``steps``
+    (gradient steps, the last pass cut short); ``max_seconds`` stops earlier. The loss is read
+    back once per step, and a NaN or infinite loss raises ``FloatingPointError`` before its
+    ``backward``, carrying the ``history`` recorded so far. ``on_epoch_end(epoch, seconds)`` runs
+    after each epoch, outside the timed budget.
+    """
+    if (epochs is None) == (steps is None):
+        raise ValueError(f"epochs: give exactly one of epochs and steps, got epochs={epochs!r}, "
+                         f"steps={steps!r}")
+    if data is None:
+        if steps is None:
+            raise ValueError("steps: a loss that draws its own batches (data=None) needs steps")
+        epochs, batches = 1, iter([itertools.repeat((), steps)])
+        plan = f"training: {steps:,} steps"
+    else:
+        tensors = data if isinstance(data, tuple) else (data,)
+        if any(len(t) != len(tensors[0]) for t in tensors):
+            raise ValueError("data: all tensors must have the same first dimension")
+        positive_int("batch_size", batch_size)
+        per_epoch = math.ceil(len(tensors[0]) / batch_size)
+        if steps is not None:
+            positive_int("steps", steps)
+            epochs = math.ceil(steps / per_epoch)
+        positive_int("epochs", epochs)
+        steps = steps if steps is not None else epochs * per_epoch
+        batches = _batches(tensors, batch_size, generator, next(model.parameters()).device)
+        plan = f"training: {epochs} epoch{'s' * (epochs != 1)}, {steps:,} steps"
+    history, elapsed, step = History(), 0.0, 0
     line = _NotebookLine(plan) if progress and _in_jupyter() else None
     with tqdm(total=steps, disable=not progress, leave=False, desc="training",
               mininterval=2.0, file=line) as bar:
-        for epoch in range(epochs):
-            start, total = time.perf_counter(), 0.0
+        for epoch, epoch_batches in zip(range(epochs), batches):
+            start, total, seen = time.perf_counter(), 0.0, 0
             model.train()
-            order = torch.randperm(n, generator=generator)
-            for first in range(0, n, batch_size):
-                index = order[first:first + batch_size]
-                loss = loss_fn(*(t[index].to(device) for t in tensors))
-                value = finite_loss(loss, f"epoch {epoch + 1}, batch {first // batch_size + 1}")
+            for batch in itertools.islice(epoch_batches, steps - step):
+                loss = loss_fn(*batch)
+                try:
+                    value = finite_loss(loss, f"step {step + 1} (epoch {epoch + 1})")
+                except FloatingPointError as error:
+                    error.history = history
+                    raise
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
-                total += value * len(index)
+                history.step_loss.append(value)
+                size = len(batch[0]) if batch else 1  # the epoch's mean loss is per example
+                total, seen, step = total + value * size, seen + size, step + 1
                 bar.update()
             elapsed += time.perf_counter() - start
-            history.loss.append(total / n)
+            history.loss.append(total / seen)
             history.seconds.append(elapsed)
-            bar.set_postfix(loss=f"{total / n:.4g}", refresh=False)
+            bar.set_postfix(loss=f"{history.loss[-1]:.4g}", refresh=False)
             if on_epoch_end is not None:
                 model.eval()
                 on_epoch_end(epoch, elapsed)
@@ -150,6 +183,18 @@ def fit(model: nn.Module, loss_fn: Callable[[Tensor], Tensor], data: Tensor | tu
         line.close()
     model.eval()
     return history
+
+
+@contextlib.contextmanager
+def one_thread() -> Iterator[None]:
+    """Run torch on one CPU thread, then restore the setting: for tiny tensors, waking a
+    second thread per operation costs far more than it saves (and much more on a busy machine)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 @torch.no_grad()

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from paperlib.data import DSprites
+from paperlib.dsprites import DSprites
 
 
 @pytest.fixture(scope="module")

@@ -7,12 +7,13 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from paperlib.flows import (MARGIN, SCALES, FlowVAE, NormalizingFlow, PlanarFlow, annealed_beta, box_wall,
-                            fit_potentials, free_energy, kl_box, log_normalizer, m, planar,
-                            planar_inverse, potential, stack_forward, u_hat)
+from paperlib.flows import (MARGIN, SCALES, FlowVAE, NormalizingFlow, PlanarFlow, annealed_beta,
+                            fit_flows, free_energy, m, planar, planar_inverse, u_hat)
+from paperlib.flows import _Stacked
+from paperlib.potentials import box_wall, kl_box, log_normalizer, potential
 from paperlib.answers import check_answer
 from paperlib.proofs import Derivation, StepError
-from paperlib.vae import bernoulli_nll, log_normal
+from paperlib.distributions import bernoulli_nll, log_normal
 
 
 pytestmark = pytest.mark.usefixtures("float64")  # exact comparisons in double precision
@@ -161,24 +162,27 @@ def test_kl_is_zero_for_the_base_density_and_positive_otherwise():
     assert kl1 > 0.5
 
 
-def test_batched_fit_matches_the_modules_and_lowers_the_kl():
+def test_flows_fitted_side_by_side_match_the_modules_and_lower_the_kl():
     torch.manual_seed(0)
     a, b_ = NormalizingFlow(2, K=2, init_scale=1.0), NormalizingFlow(2, K=2, init_scale=1.0)
-    uh = torch.stack([torch.stack([l.u_hat for l in f.flows]) for f in (a, b_)])
-    w = torch.stack([torch.stack([l.w for l in f.flows]) for f in (a, b_)])
-    b = torch.stack([torch.stack([l.b for l in f.flows]) for f in (a, b_)])
     z = torch.randn(2, 6, 2)
-    zK, log_det = stack_forward(z, uh, w, b)
+    zK, log_det = _Stacked([a, b_])(z)        # vmap over one flow's forward
     for p, f in enumerate((a, b_)):
         ref = f(z[p])
         torch.testing.assert_close(zK[p], ref[0])
         torch.testing.assert_close(log_det[p], ref[1])
     torch.set_default_dtype(torch.float32)
-    fitted = fit_potentials([(2, 2), (2, 8)], steps=150, seed=0)
     untrained = NormalizingFlow(2, K=2)
     kl0, _ = kl_box(untrained, 2, n=4000, generator=torch.Generator().manual_seed(1))
+    fitted = [NormalizingFlow(2, K=8), NormalizingFlow(2, K=8)]
+    before = [f.flows[0].u.detach().clone() for f in fitted]
+    history = fit_flows(fitted, [2, 2], steps=150, generator=torch.Generator().manual_seed(0))
+    assert len(history.step_loss) == 150
+    assert all(not torch.equal(f.flows[0].u, u0) for f, u0 in zip(fitted, before))  # copied back
     kls = [kl_box(f, 2, n=4000, generator=torch.Generator().manual_seed(1))[0] for f in fitted]
     assert all(0 <= v < kl0 for v in kls)
+    with pytest.raises(ValueError, match="^flows"):
+        fit_flows([NormalizingFlow(2, K=2), NormalizingFlow(2, K=3)], [1, 1], steps=1)
 
 
 def test_annealing_and_free_energy():
@@ -208,9 +212,10 @@ def test_flow_vae_elbo_is_per_example_and_trains():
 def test_every_scale_builds_and_runs_two_steps(scale):
     cfg = SCALES[scale]
     torch.set_default_dtype(torch.float32)
-    flows = fit_potentials([(1, 32)], steps=2, batch=cfg["batch"], lr=cfg["lr"],
-                           anneal_steps=cfg["anneal_steps"])
-    assert math.isfinite(kl_box(flows[0], 1, n=1000)[0])
+    flow = NormalizingFlow(2, K=32)
+    fit_flows([flow], [1], steps=2, batch_size=cfg["batch_size"], lr=cfg["lr"],
+              anneal_steps=cfg["anneal_steps"])
+    assert math.isfinite(kl_box(flow, 1, n=1000)[0])
     model = FlowVAE(hidden=cfg["vae_hidden"], z_dim=cfg["vae_z_dim"], K=cfg["vae_K"])
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg["vae_lr"])
     for _ in range(2):

@@ -45,9 +45,47 @@ def test_fit_reduces_the_loss_and_records_history():
 def test_fit_stops_with_a_clear_error_on_nan():
     x, y = regression()
     model = nn.Linear(3, 1)
-    with pytest.raises(FloatingPointError, match="epoch 1, batch 1"):
-        fit(model, lambda xb, yb: model(xb).sum() * float("nan"), (x, y),
-            torch.optim.SGD(model.parameters(), lr=0.1), epochs=2, progress=False)
+    before = model.weight.detach().clone()
+    calls = []
+
+    def loss_fn(xb, yb):                     # finite twice, then NaN
+        calls.append(1)
+        return model(xb).sum() * (float("nan") if len(calls) == 3 else 1.0)
+
+    with pytest.raises(FloatingPointError, match=r"step 3 \(epoch 1\)") as raised:
+        fit(model, loss_fn, (x, y), torch.optim.SGD(model.parameters(), lr=0.0), epochs=2,
+            batch_size=8, progress=False)
+    # the two finite steps are recorded; the NaN never reached backward or the optimizer
+    assert len(raised.value.history.step_loss) == 2
+    assert torch.equal(model.weight, before)
+
+
+def test_fit_counts_steps_across_epochs():
+    x, y = regression(64)                    # 8 batches of 8 per epoch
+    model = nn.Linear(3, 1)
+    history = fit(model, lambda xb, yb: (model(xb).squeeze(1) - yb).pow(2).mean(), (x, y),
+                  torch.optim.SGD(model.parameters(), lr=0.01), steps=19, batch_size=8, progress=False)
+    assert len(history.step_loss) == 19 and len(history.loss) == 3   # 8 + 8 + 3 steps
+    assert history.loss[0] == pytest.approx(sum(history.step_loss[:8]) / 8)
+
+
+def test_fit_without_data_calls_the_loss_with_no_arguments():
+    model = nn.Linear(2, 1)
+    draws = []
+
+    def free_energy():
+        draws.append(1)
+        return model(torch.ones(4, 2)).pow(2).mean()
+
+    history = fit(model, free_energy, None, torch.optim.SGD(model.parameters(), lr=0.1), steps=5,
+                  progress=False)
+    assert len(draws) == 5 == len(history.step_loss) and len(history.loss) == 1
+    assert history.step_loss[-1] < history.step_loss[0]
+    with pytest.raises(ValueError, match="^steps"):
+        fit(model, free_energy, None, torch.optim.SGD(model.parameters()), epochs=2, progress=False)
+    with pytest.raises(ValueError, match="^epochs"):
+        fit(model, free_energy, (torch.ones(3, 2),), torch.optim.SGD(model.parameters()), epochs=1,
+            steps=1, progress=False)
 
 
 def test_fit_respects_the_time_budget():
