@@ -44,7 +44,7 @@ book: $(VENV)/.installed live-assets
 test: $(VENV)/.installed live-assets
 	scripts/ensure-chromium.sh
 	$(WITH_PAPERLIB) $(BIN)/pytest tests chapters --nbval --nbval-sanitize-with tests/nbval_sanitize.cfg \
-		--timeout=$(TIMEOUT) -ra
+		--timeout=$(TIMEOUT) -ra --durations=15
 
 # The derivation checks alone: the checker's own tests and every chapter's proof cells.
 proofs: $(VENV)/.installed

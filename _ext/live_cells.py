@@ -14,7 +14,7 @@ name defined by such a cell) is not live; it keeps its Colab button.
 
 Assets: at ``build-finished`` the Pyodide core (``node_modules/pyodide``, pinned in
 package-lock.json), the SymPy and mpmath wheels (``.cache/wheels``, pinned in requirements.txt;
-``make live-assets`` prepares both) and ``paperlib/proofs.py`` and ``answers.py`` are copied into
+``make live-assets`` prepares both) and ``paperlib/_compare.py``, ``proofs.py`` and ``answers.py`` are copied into
 ``_static/live/`` once per site. A missing asset is a build warning (so ``-W`` fails).
 """
 
@@ -37,7 +37,7 @@ PYODIDE_FILES = ("pyodide.mjs", "pyodide.asm.mjs", "pyodide.asm.wasm", "python_s
                  "pyodide-lock.json", "package.json")
 WHEELS = ("sympy", "mpmath")  # versions: requirements.txt
 TAGS = {"proof"}
-BROWSER_MODULES = ("proofs.py", "answers.py")  # the part of paperlib that runs in the browser
+BROWSER_MODULES = ("_compare.py", "proofs.py", "answers.py")  # the part of paperlib that runs in the browser
 # Names the browser runtime (live_runtime.py) provides, like IPython does in a notebook.
 RUNTIME_NAMES = {"display", "Math", "Markdown", "Latex"}
 BUILTINS = set(dir(builtins)) | {"__name__", "__file__"}

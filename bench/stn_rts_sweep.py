@@ -4,7 +4,7 @@ The chapter trains each model for one fixed number of epochs on RTS MNIST (Table
 translated and scaled digits on a 42 x 42 canvas). This script checks that the FCN -> ST-FCN gap
 is not an artefact of that choice: FCN, ST-FCN and the control ST-FCN (theta = I) for 5 to 40
 epochs, seeds 0-2, the chapter's quick settings otherwise. It also records how far each trained
-ST-FCN undoes the pose (``stn.pose_slopes``). Writes bench/stn_rts_sweep.json, which the chapter
+ST-FCN undoes the pose (``distorted_mnist.pose_slopes``). Writes bench/stn_rts_sweep.json, which the chapter
 plots.
 
     PYTHONPATH=. python bench/stn_rts_sweep.py [--epochs 5 10 20 40] [--seeds 0 1 2]
@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from paperlib import stn
+from paperlib import distorted_mnist, stn
 from paperlib.train import error_rate
 
 OUT = Path(__file__).with_suffix(".json")
@@ -35,8 +35,8 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     quick = stn.SCALES["quick"]
-    train_x, train_y, _ = stn.rts_mnist("train", canvas=quick["size"], seed=0)
-    test_x, test_y, test_pose = stn.rts_mnist("test", canvas=quick["size"], seed=1)
+    train_x, train_y, _ = distorted_mnist.rts_mnist("train", canvas=quick["image_size"], seed=0)
+    test_x, test_y, test_pose = distorted_mnist.rts_mnist("test", canvas=quick["image_size"], seed=1)
     runs = []
     for seed in args.seeds:
         for epochs in args.epochs:
@@ -51,7 +51,7 @@ def main() -> None:
                 if model.stn is not None:
                     with torch.no_grad():
                         theta = model.stn.theta(test_x)
-                    row["pose_slopes"] = stn.pose_slopes(theta, test_pose, quick["size"])
+                    row["pose_slopes"] = distorted_mnist.pose_slopes(theta, test_pose, quick["image_size"])
                 runs.append(row)
                 print(json.dumps(row), flush=True)
     OUT.write_text(json.dumps(dict(script="bench/stn_rts_sweep.py", torch=torch.__version__,

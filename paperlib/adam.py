@@ -97,44 +97,59 @@ class Adam(torch.optim.Optimizer):
 
     @torch.no_grad()
     def step(self, closure=None):
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-        for group in self.param_groups:
+        loss = _evaluate(closure)
+        for group, theta, g, state in _gradients(self, lambda group: ("m", "v", "v_max")
+                                                 if group["amsgrad"] else ("m", "v")):
             alpha, (beta1, beta2), eps = group["lr"], group["betas"], group["eps"]
-            for theta in group["params"]:
-                if theta.grad is None:
-                    continue
-                g = theta.grad  # g_t = grad_theta f_t(theta_{t-1})
-                if g.is_sparse:
-                    raise TypeError("params: Adam here does not support sparse gradients")
-                state = self.state[theta]
-                if not state:  # m_0 = 0, v_0 = 0, t = 0
-                    state["t"] = 0
-                    state["m"] = torch.zeros_like(theta, memory_format=torch.preserve_format)
-                    state["v"] = torch.zeros_like(theta, memory_format=torch.preserve_format)
-                    if group["amsgrad"]:
-                        state["v_max"] = torch.zeros_like(theta, memory_format=torch.preserve_format)
-                state["t"] += 1
-                t, m, v = state["t"], state["m"], state["v"]
-                # m_t = beta1 * m_{t-1} + (1 - beta1) * g_t
-                m.mul_(beta1).add_(g, alpha=1 - beta1)
-                # v_t = beta2 * v_{t-1} + (1 - beta2) * g_t^2
-                v.mul_(beta2).addcmul_(g, g, value=1 - beta2)
-                if group["amsgrad"]:
-                    # v_max_t = max(v_max_{t-1}, v_t)
-                    torch.maximum(state["v_max"], v, out=state["v_max"])
-                    v = state["v_max"]
-                if group["bias_correction"]:
-                    # m_hat_t = m_t / (1 - beta1^t),  v_hat_t = v_t / (1 - beta2^t)
-                    m_hat = m / (1 - beta1**t)
-                    v_hat = v / (1 - beta2**t)
-                else:
-                    m_hat, v_hat = m, v
-                # theta_t = theta_{t-1} - alpha * m_hat_t / (sqrt(v_hat_t) + eps)
-                theta.addcdiv_(m_hat, v_hat.sqrt().add_(eps), value=-alpha)
+            t, m, v = state["t"], state["m"], state["v"]
+            # m_t = beta1 * m_{t-1} + (1 - beta1) * g_t
+            m.mul_(beta1).add_(g, alpha=1 - beta1)
+            # v_t = beta2 * v_{t-1} + (1 - beta2) * g_t^2
+            v.mul_(beta2).addcmul_(g, g, value=1 - beta2)
+            if group["amsgrad"]:
+                # v_max_t = max(v_max_{t-1}, v_t)
+                torch.maximum(state["v_max"], v, out=state["v_max"])
+                v = state["v_max"]
+            if group["bias_correction"]:
+                # m_hat_t = m_t / (1 - beta1^t),  v_hat_t = v_t / (1 - beta2^t)
+                m_hat = m / (1 - beta1**t)
+                v_hat = v / (1 - beta2**t)
+            else:
+                m_hat, v_hat = m, v
+            # theta_t = theta_{t-1} - alpha * m_hat_t / (sqrt(v_hat_t) + eps)
+            theta.addcdiv_(m_hat, v_hat.sqrt().add_(eps), value=-alpha)
         return loss
+
+
+def _evaluate(closure: Callable[[], Tensor] | None) -> Tensor | None:
+    """The loss that ``closure`` recomputes (with gradients), or None without a closure."""
+    if closure is None:
+        return None
+    with torch.enable_grad():
+        return closure()
+
+
+def _gradients(optimizer: torch.optim.Optimizer, moments: Callable[[dict], tuple[str, ...]]):
+    """(group, theta, g_t, state) for each parameter with a gradient, with t advanced by one.
+
+    A parameter's state starts at t = 0 with a zero tensor per name in ``moments(group)``
+    (m_0 = 0, v_0 = 0, ...).
+    """
+    for group in optimizer.param_groups:
+        for theta in group["params"]:
+            if theta.grad is None:
+                continue
+            if theta.grad.is_sparse:
+                raise TypeError(f"params: {type(optimizer).__name__} here does not support sparse "
+                                "gradients")
+            state = optimizer.state[theta]
+            if not state:
+                state["t"] = 0
+                for name in moments(group):
+                    state[name] = torch.zeros_like(theta, memory_format=torch.preserve_format)
+            state["t"] += 1
+            # g_t = grad_theta f_t(theta_{t-1})
+            yield group, theta, theta.grad, state
 
 
 def reddi_online(amsgrad: bool, steps: int = 3000, C: float = 3.0, lr: float = 0.5,
@@ -173,20 +188,17 @@ def train_logreg(make_optimizer: Callable[[Iterable[Tensor]], torch.optim.Optimi
                          f"{tuple(x.shape)} and {tuple(y.shape)}")
     gen = seed_everything(seed)
     model = torch.nn.Linear(x.shape[1], 10).to(x.device)
-    losses: list[Tensor] = []  # kept on the device; read back once, after training
 
     def loss_fn(xb: Tensor, yb: Tensor) -> Tensor:
         # the softmax cross-entropy, computed from the logits
-        loss = F.cross_entropy(model(xb), yb)
-        losses.append(loss.detach())
-        return loss
+        return F.cross_entropy(model(xb), yb)
 
-    fit(model, loss_fn, (x, y), make_optimizer(model.parameters()), epochs, batch_size, gen,
-        progress=False)
+    history = fit(model, loss_fn, (x, y), make_optimizer(model.parameters()), epochs, batch_size,
+                  gen, progress=False)
     with torch.no_grad():
         final = F.cross_entropy(model(x), y).item()
         held = [F.cross_entropy(model(hx), hy).item() for hx, hy in held_out]
-    return {"losses": _floats(losses), "train": final, "held_out": held}
+    return {"losses": history.step_loss, "train": final, "held_out": held}
 
 
 def train_vae(x: Tensor, beta2: float, corrected: bool, lr: float, steps: int, hidden: int,
@@ -201,31 +213,21 @@ def train_vae(x: Tensor, beta2: float, corrected: bool, lr: float, steps: int, h
     gen = seed_everything(seed)
     model = vae.VAE(x_dim=x[0].numel(), hidden=hidden, z_dim=20).to(x.device)
     noise = gen if x.device.type == "cpu" else None
-    losses: list[Tensor] = []  # kept on the device; read back once, after training
 
     def loss_fn(xb: Tensor) -> Tensor:
         # the minibatch's negative ELBO, one sample of z per example
-        loss = -model.elbo(xb, generator=noise).mean()
-        losses.append(loss.detach())
-        return loss
+        return -model.elbo(xb, generator=noise).mean()
 
     optimizer = Adam(model.parameters(), lr=lr, betas=(0.9, beta2), bias_correction=corrected)
-    epochs = math.ceil(steps * batch_size / len(x))
-    diverged = False
     try:
-        fit(model, loss_fn, x, optimizer, epochs, batch_size, gen, progress=False)
-    except FloatingPointError:
-        diverged = True                 # the curve ends where the loss stopped being finite
-    model.eval()
+        losses, diverged = fit(model, loss_fn, x, optimizer, batch_size=batch_size, generator=gen,
+                               progress=False, steps=steps).step_loss, False
+    except FloatingPointError as error:  # the curve ends where the loss stopped being finite
+        losses, diverged = error.history.step_loss, True
     with torch.no_grad():
         held = [None if diverged else -model.elbo(hx, generator=noise).mean().item()
                 for hx in held_out]
-    return {"losses": _floats(losses[:steps]), "held_out": held}
-
-
-def _floats(values: list[Tensor]) -> list[float]:
-    """Scalar tensors as Python floats, with one read-back from the device for all of them."""
-    return torch.stack(values).tolist() if values else []
+    return {"losses": losses, "held_out": held}
 
 
 # Experiment sizes for the chapter. "quick" runs on two CPU cores in seconds with the 5,000 offline
@@ -237,3 +239,34 @@ SCALES = {
     "paper": dict(offline=None, held_out=10_000, batch_size=128, logreg_epochs=45, vae_hidden=500,
                   vae_steps=4000),
 }
+
+
+# --- AdaMax: section 7.1 of the paper (the chapter's section on Adam's relatives) ---------------
+
+class AdaMax(torch.optim.Optimizer):
+    """AdaMax, section 7.1 of Kingma & Ba: Adam with v_t replaced by its L-infinity limit u_t.
+
+    Implements ``prop-adamax-limit``: u_t = max(beta2 u_{t-1}, |g_t|) needs no bias correction,
+    only m_t does. ``eps`` is added to |g_t| inside the maximum, as ``torch.optim.Adamax`` does, so
+    that a coordinate whose gradients have all been zero takes no step instead of 0/0.
+    """
+
+    def __init__(self, params: Iterable[Tensor] | Iterable[dict], lr: float = 2e-3,
+                 betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8):
+        lr, eps = nonnegative("lr", lr), nonnegative("eps", eps)
+        betas = beta_pair(betas)
+        super().__init__(params, dict(lr=lr, betas=betas, eps=eps))
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        loss = _evaluate(closure)
+        for group, theta, g, state in _gradients(self, lambda group: ("m", "u")):
+            alpha, (beta1, beta2), eps = group["lr"], group["betas"], group["eps"]
+            t, m, u = state["t"], state["m"], state["u"]
+            # m_t = beta1 * m_{t-1} + (1 - beta1) * g_t
+            m.mul_(beta1).add_(g, alpha=1 - beta1)
+            # u_t = max(beta2 * u_{t-1}, |g_t| + eps)
+            torch.maximum(u.mul_(beta2), g.abs().add_(eps), out=u)
+            # theta_t = theta_{t-1} - (alpha / (1 - beta1^t)) * m_t / u_t
+            theta.addcdiv_(m, u, value=-alpha / (1 - beta1**t))
+        return loss

@@ -84,6 +84,23 @@ def check_answer(label: str, answer) -> Verdict:
 
 # adam
 
+@answer("adam-ex-adamax-two",
+        hint="v_2 = (1 - beta2^p)((beta2 a1)^p + a2^p); take the p-th power of the larger of beta2 a1 "
+             "and a2 out of the bracket")
+def _adam_ex_adamax_two():
+    a1, a2, beta2 = sp.symbols("a1 a2 beta2", positive=True)
+    # lim_{p -> oo} ((1 - beta2^p)((beta2 a1)^p + a2^p))^(1/p): the larger of the two discounted gradients
+    return sp.Max(beta2 * a1, a2), [beta2 < 1]
+
+
+@answer("adam-ex-adamax-growing",
+        hint="for r >= beta2 the newest gradient r^t is u_t; m_t is a geometric series in beta1/r")
+def _adam_ex_adamax_growing():
+    r, beta1 = sp.symbols("r beta1", positive=True)
+    # m_t / ((1 - beta1^t) u_t) -> (1 - beta1) / (1 - beta1/r), with u_t = r^t
+    return r * (1 - beta1) / (r - beta1), [beta1 < r, r < 1]
+
+
 @answer("adam-ex-first-step",
         hint="m_1 and v_1 start from zero: m_1 = (1 - beta1) g_1, v_1 = (1 - beta2) g_1^2")
 def _adam_ex_first_step():
@@ -134,7 +151,27 @@ def _spatial_transformer_ex_bilinear_gradient():
     return sp.diff(V, fx), [fx > 0, fx < 1, fy > 0, fy < 1]
 
 
+@answer("spatial_transformer-ex-theta-gradient",
+        hint="theta_11 multiplies x^t: find column c's target coordinate, and the factor that turns "
+             "half-widths into pixels")
+def _spatial_transformer_ex_theta_gradient():
+    c = sp.Symbol("c", integer=True, nonnegative=True)
+    W = sp.Symbol("W", positive=True)
+    U_left, U_right = sp.symbols("U_left U_right", real=True)
+    # prop-stn-theta-gradient with g_i1 = x_t of column c and eq. (7) = U_right - U_left (f_y = 0)
+    x_t = (2 * c + 1) / W - 1
+    return W / 2 * x_t * (U_right - U_left)
+
+
 # resnet
+
+@answer("resnet-ex-unrolled-three",
+        hint="x_i depends on x_0: the derivative of a_i x_i is a_i times dx_i/dx_0")
+def _resnet_ex_unrolled_three():
+    a_0, a_1, a_2 = sp.symbols("a_0 a_1 a_2", real=True)
+    # d/dx_0 of a_0 x_0 + a_1 x_1 + a_2 x_2, with dx_i/dx_0 = (1 + a_0) ... (1 + a_(i-1))
+    return a_0 + a_1 * (1 + a_0) + a_2 * (1 + a_0) * (1 + a_1)
+
 
 @answer("resnet-ex-linear-chain", hint="each block multiplies by its derivative 1 + a")
 def _resnet_ex_linear_chain():
@@ -153,6 +190,14 @@ def _resnet_ex_param_count():
     return 97216 * n - 21926
 
 # vae
+
+@answer("vae-ex-surgery-info",
+        hint="q(z) is (1/2, 1/2) for every a; average log(q(z|x) / q(z)) over the four pairs (x, z)")
+def _vae_ex_surgery_info():
+    a = sp.Symbol("a", positive=True)
+    # I_q(x; z) = sum_{x, z} p_data(x) q(z|x) log(q(z|x) / q(z)),  p_data = q(z) = (1/2, 1/2)
+    return sp.log(2) + a * sp.log(a) + (1 - a) * sp.log(1 - a), [a < 1]
+
 
 @answer("vae-ex-kl-general",
         hint="write log q - log p, then use E[(z - mu2)^2] = s1^2 + (mu1 - mu2)^2 under q")
@@ -173,6 +218,15 @@ def _vae_ex_kl_gradient():
 
 # beta_vae
 
+@answer("beta_vae-ex-mig", hint="I(z_2; v_1) = H(z_2) - H(z_2 | v_1), with H(z_2) = (3/2) log 2 and "
+                                "H(z_2 | v_1) = log 2; then divide each gap by H(v_k) = log 2")
+def _beta_vae_ex_mig():
+    log2 = sp.log(2)
+    gap_1 = (log2 - log2 / 2) / log2                        # v_1: I(z_1; v_1) - I(z_2; v_1)
+    gap_2 = (log2 / 2 - 0) / log2                           # v_2: I(z_2; v_2) - I(z_1; v_2)
+    return (gap_1 + gap_2) / 2
+
+
 @answer("beta_vae-ex-dF-dbeta", hint="F is linear in beta; keep both R and C")
 def _beta_vae_ex_dF_dbeta():
     D, R, C, beta = sp.symbols("D R C beta", real=True)
@@ -187,6 +241,13 @@ def _beta_vae_ex_min_loss():
 
 
 # gan
+
+@answer("gan-ex-ns-remainder", hint="write every logarithm with log a, log b, log(a + b) and log 2, then collect")
+def _gan_ex_ns_remainder():
+    a, b = sp.symbols("a b", positive=True)
+    # b log((a+b)/a) - [b log(b/a) - a log(a/m) - b log(b/m)] with m = (a + b)/2
+    return (a + b) * sp.log(2) + a * sp.log(a / (a + b))
+
 
 @answer("gan-ex-d-star", hint="set a/y - b/(1 - y) = 0 and solve for y")
 def _gan_ex_d_star():
@@ -223,6 +284,12 @@ def _normalizing_flows_ex_affine():
 
 
 # made
+
+@answer("made-ex-maf-logdet", hint="the Jacobian is lower triangular: multiply its diagonal entries du_d/dx_d")
+def _made_ex_maf_logdet():
+    alpha_1, alpha_2 = sp.symbols("alpha_1 alpha_2", real=True)
+    # log|det du/dx| = log(exp(-alpha_1) exp(-alpha_2))
+    return -alpha_1 - alpha_2
 
 @answer("made-ex-weights", hint="a hidden unit of degree m sees m inputs and feeds D - m outputs")
 def _made_ex_weights():

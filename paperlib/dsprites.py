@@ -107,14 +107,14 @@ class DSprites:
             raise TypeError("index: use render(factors(indices)) for a batch")
         return self.render(factors.unsqueeze(0))[0], factors
 
-    def render(self, factors, batch: int = 2048) -> Tensor:
+    def render(self, factors, batch_size: int = 2048) -> Tensor:
         """Images for an N x 5 table of factor indices: float N x 1 x size x size, values 0 or 1."""
         table = self._as_factors(factors)
         if table.dim() == 1:
             table = table.unsqueeze(0)
         out = torch.empty(len(table), 1, self.size, self.size)
-        for first in range(0, len(table), batch):
-            out[first:first + batch, 0] = self._draw(table[first:first + batch])
+        for first in range(0, len(table), batch_size):
+            out[first:first + batch_size, 0] = self._draw(table[first:first + batch_size])
         return out
 
     def _draw(self, table: Tensor) -> Tensor:

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from paperlib._checks import float_tensor, positive_int, same_shape
-from paperlib.train import finite_loss
+from paperlib.train import History, finite_loss
 
 LOSSES = ("minimax", "non_saturating")
 
@@ -97,6 +97,21 @@ def virtual_criterion(p_data: Tensor, p_g: Tensor, *, validate: bool = False) ->
     return (torch.special.xlogy(p_data, d_star) + torch.special.xlogy(p_g, 1 - d_star)).sum(-1)
 
 
+def non_saturating_criterion(p_data: Tensor, p_g: Tensor, *, validate: bool = False) -> Tensor:
+    """E_{p_g}[-log D*(x)]: the non-saturating generator loss against the optimal discriminator, for
+    discrete distributions along the last dimension. Implements prop-gan-ns-objective.
+
+    It equals KL(p_g || p_data) - 2 JSD(p_g || p_data) + log 4 + E_{p_data}[log D*(x)]; with D* held
+    fixed, its gradient in p_g is that of KL(p_g || p_data) - 2 JSD(p_g || p_data) (Arjovsky & Bottou,
+    2017, Theorem 2.5). Infinite where p_g > 0 = p_data. ``validate=True`` checks that both are
+    distributions (non-negative, summing to 1).
+    """
+    p_data, p_g = _distributions(validate, p_data=p_data, p_g=p_g)
+    d_star = optimal_discriminator(p_data, p_g)
+    # E_{p_g}[-log D*(x)] = -sum_x p_g(x) log D*(x)   (xlogy(0, .) = 0 where p_g vanishes)
+    return -torch.special.xlogy(p_g, d_star).sum(-1)
+
+
 def discriminator_loss(real_logits: Tensor, fake_logits: Tensor) -> Tensor:
     """-V(D, G) on a batch: -[mean log D(x) + mean log(1 - D(G(z)))], from logits of D."""
     float_tensor("real_logits", real_logits), float_tensor("fake_logits", fake_logits)
@@ -121,7 +136,8 @@ def non_saturating_generator_loss(fake_logits: Tensor) -> Tensor:
     return F.softplus(-fake_logits).mean()
 
 
-def parzen_log_likelihood(samples: Tensor, test: Tensor, sigma: float, batch: int = 256) -> Tensor:
+def parzen_log_likelihood(samples: Tensor, test: Tensor, sigma: float, batch_size: int = 256
+                          ) -> Tensor:
     """log p(x) under a Gaussian Parzen window on ``samples`` (N x d), one value per test row (M x d).
 
     log p(x) = logsumexp_i log N(x; s_i, sigma^2 I) - log N: the estimator of the paper's Table 1.
@@ -134,8 +150,8 @@ def parzen_log_likelihood(samples: Tensor, test: Tensor, sigma: float, batch: in
         raise ValueError(f"sigma: expected a positive window width, got {sigma!r}")
     n, d = samples.shape
     out = []
-    for first in range(0, len(test), batch):
-        x = test[first:first + batch]
+    for first in range(0, len(test), batch_size):
+        x = test[first:first + batch_size]
         sq = torch.cdist(x, samples).pow(2)
         # log N(x; s, sigma^2 I) = -|x - s|^2 / (2 sigma^2) - d/2 log(2 pi sigma^2)
         log_kernel = -sq / (2 * sigma**2) - 0.5 * d * math.log(2 * math.pi * sigma**2)
@@ -161,15 +177,16 @@ class Maxout(nn.Module):
 class Generator(nn.Module):
     """G(z): an MLP with ReLU hidden layers; ``sigmoid=True`` for images in [0, 1]."""
 
-    def __init__(self, z_dim: int, x_dim: int, hidden: tuple[int, ...] = (1200, 1200),
+    def __init__(self, z_dim: int, x_dim: int, hidden_sizes: tuple[int, ...] = (1200, 1200),
                  sigmoid: bool = False):
         super().__init__()
-        for name, value in (("z_dim", z_dim), ("x_dim", x_dim), *(("hidden", h) for h in hidden)):
+        for name, value in (("z_dim", z_dim), ("x_dim", x_dim),
+                            *(("hidden_sizes", h) for h in hidden_sizes)):
             positive_int(name, value)
         self.z_dim = z_dim
         layers: list[nn.Module] = []
         width = z_dim
-        for h in hidden:
+        for h in hidden_sizes:
             layers += [nn.Linear(width, h), nn.ReLU()]
             width = h
         layers.append(nn.Linear(width, x_dim))
@@ -194,23 +211,24 @@ class Generator(nn.Module):
 class Discriminator(nn.Module):
     """D(x) as a logit: maxout hidden layers (``pieces`` each) with dropout, then one linear unit.
 
-    ``center`` and ``scale`` standardise the input, (x - center) / scale, before the first layer
+    ``centre`` and ``scale`` standardise the input, (x - centre) / scale, before the first layer
     (fixed, not learned): for data far from the origin, as in the chapter's 1-D example.
     """
 
-    def __init__(self, x_dim: int, hidden: tuple[int, ...] = (240, 240), pieces: int = 5,
-                 dropout: float = 0.5, center: float = 0.0, scale: float = 1.0):
+    def __init__(self, x_dim: int, hidden_sizes: tuple[int, ...] = (240, 240), pieces: int = 5,
+                 dropout: float = 0.5, centre: float = 0.0, scale: float = 1.0):
         super().__init__()
-        for name, value in (("x_dim", x_dim), ("pieces", pieces), *(("hidden", h) for h in hidden)):
+        for name, value in (("x_dim", x_dim), ("pieces", pieces),
+                            *(("hidden_sizes", h) for h in hidden_sizes)):
             positive_int(name, value)
         if not 0 <= dropout < 1:
             raise ValueError(f"dropout: expected a probability in [0, 1), got {dropout!r}")
         if not (isinstance(scale, (int, float)) and scale > 0):
             raise ValueError(f"scale: expected a positive number, got {scale!r}")
-        self.x_dim, self.center, self.scale = x_dim, float(center), float(scale)
+        self.x_dim, self.centre, self.scale = x_dim, float(centre), float(scale)
         layers: list[nn.Module] = []
         width = x_dim
-        for h in hidden:
+        for h in hidden_sizes:
             layers += [nn.Dropout(dropout), Maxout(width, h, pieces)]
             width = h
         layers.append(nn.Linear(width, 1))
@@ -219,7 +237,7 @@ class Discriminator(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         if x.dim() != 2 or x.shape[1] != self.x_dim:
             raise ValueError(f"x: expected N x {self.x_dim}, got {tuple(x.shape)}")
-        return self.net((x - self.center) / self.scale).squeeze(-1)
+        return self.net((x - self.centre) / self.scale).squeeze(-1)
 
     @torch.no_grad()
     def prob(self, x: Tensor) -> Tensor:
@@ -233,10 +251,11 @@ class Discriminator(nn.Module):
 
 @dataclass
 class GANHistory:
-    """Per step: the discriminator's loss, the generator's loss; plus whatever ``every`` recorded."""
+    """Each player's :class:`paperlib.train.History` (one loss per step), and what ``record``
+    returned every ``every`` steps."""
 
-    d_loss: list[float] = field(default_factory=list)
-    g_loss: list[float] = field(default_factory=list)
+    discriminator: History = field(default_factory=History)
+    generator: History = field(default_factory=History)
     records: list = field(default_factory=list)
 
 
@@ -271,43 +290,13 @@ def train_gan(G: Generator, D: Discriminator, real: Callable[[int], Tensor], ste
         opt_g.zero_grad(set_to_none=True)
         g_loss.backward()
         opt_g.step()
-        history.d_loss.append(d_value)
-        history.g_loss.append(g_value)
+        history.discriminator.step_loss.append(d_value)
+        history.generator.step_loss.append(g_value)
         if record is not None and every and (step % every == 0 or step == steps):
             G.eval(), D.eval()
             history.records.append(record(step))
     G.eval(), D.eval()
     return history
-
-
-def ring_of_gaussians(n: int, modes: int = 8, radius: float = 2.0, std: float = 0.02,
-                      generator: torch.Generator | None = None) -> Tensor:
-    """n points from an equal mixture of ``modes`` Gaussians on a circle (the usual 2-D GAN test)."""
-    positive_int("n", n), positive_int("modes", modes)
-    if not std > 0 or not radius > 0:
-        raise ValueError(f"std, radius: expected positive values, got {std!r}, {radius!r}")
-    which = torch.randint(modes, (n,), generator=generator)
-    angle = 2 * math.pi * which / modes
-    centre = radius * torch.stack([angle.cos(), angle.sin()], dim=1)
-    return centre + std * torch.randn(n, 2, generator=generator)
-
-
-def mode_coverage(samples: Tensor, modes: int = 8, radius: float = 2.0, std: float = 0.02,
-                  within: float = 3.0, min_share: float = 0.01) -> tuple[int, float]:
-    """(modes covered, share of good samples) for samples of the ring of Gaussians.
-
-    A sample is good when it lies within ``within`` standard deviations of its nearest centre; a
-    mode is covered when at least ``min_share`` of all samples are good samples of it.
-    """
-    samples = float_tensor("samples", samples)
-    if samples.dim() != 2 or samples.shape[1] != 2:
-        raise ValueError(f"samples: expected N x 2 points, got {tuple(samples.shape)}")
-    angle = 2 * math.pi * torch.arange(modes, dtype=samples.dtype) / modes
-    centres = radius * torch.stack([angle.cos(), angle.sin()], dim=1)
-    distance, nearest = torch.cdist(samples, centres).min(dim=1)
-    good = distance <= within * std
-    counts = torch.bincount(nearest[good], minlength=modes)
-    return int((counts >= min_share * len(samples)).sum()), good.float().mean().item()
 
 
 # Experiment sizes for the chapter's MNIST GAN. "quick" trains on the 4,500 offline digits on two

@@ -15,8 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from paperlib import vae
 from paperlib._checks import degree_tensor, positive_int
+from paperlib.distributions import bernoulli_nll
 
 
 def input_degrees(ordering: Tensor) -> Tensor:
@@ -183,12 +183,12 @@ class MADE(nn.Module):
         """
         if not ensemble:
             # -log p(x) = -sum_i log Bernoulli(x_i; sigmoid(logits_i(x_<i)))
-            return vae.bernoulli_nll(self(x), x.flatten(1), validate=validate)
+            return bernoulli_nll(self(x), x.flatten(1), validate=validate)
         current = self.mask_index
         log_probs = []
         for index in range(self.num_masks):
             self.update_masks(index)
-            log_probs.append(-vae.bernoulli_nll(self(x), x.flatten(1), validate=validate))
+            log_probs.append(-bernoulli_nll(self(x), x.flatten(1), validate=validate))
         self.update_masks(current)
         return mixture_nll(torch.stack(log_probs))
 

@@ -149,6 +149,7 @@ class CifarResNet(nn.Module):
                 channels = width
             stages.append(nn.Sequential(*blocks))
         self.stages = nn.ModuleList(stages)
+        self.post = nn.Identity()  # what follows the last addition: nothing here (BN-relu, pre-activation)
         self.fc = nn.Linear(WIDTHS[-1], num_classes)
         for module in self.modules():
             if isinstance(module, nn.Conv2d):
@@ -168,7 +169,7 @@ class CifarResNet(nn.Module):
         for stage in self.stages:
             x = stage(x)
         # global average pooling, then the classifier's logits
-        return self.fc(x.mean(dim=(2, 3)))
+        return self.fc(self.post(x).mean(dim=(2, 3)))
 
 
 def cifar_resnet(depth: int, plain: bool = False, num_classes: int = 10, *, in_channels: int = 3,
@@ -188,6 +189,10 @@ def deepen(model: CifarResNet, depth: int) -> CifarResNet:
     """
     if not isinstance(model, CifarResNet):
         raise TypeError(f"model: expected a CifarResNet, got {type(model).__name__}")
+    if not all(isinstance(block, BasicBlock) for block in model.blocks()):
+        # pre-activation blocks would load into original blocks unnoticed
+        raise TypeError("model: expected a CifarResNet of original blocks, got "
+                        f"{type(model.blocks()[0]).__name__}s")
     if model.plain:
         raise ValueError("model: a plain network has no residual branch to zero; "
                          "expected a residual network")

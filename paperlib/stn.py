@@ -15,10 +15,10 @@ right and ``y`` downwards, as in ``torch.nn.functional.affine_grid`` and ``grid_
 ``align_corners=False`` (the default here and in torch) -1 and +1 are the outer *edges* of the
 border pixels; with ``align_corners=True`` they are the border pixels' *centres*.
 
-Also here: the paper's baselines (``fcn``, ``cnn``), their spatial-transformer versions and a
-control with theta frozen at the identity (``build``); the distorted MNIST of Table 1's "RTS"
-column (``placement_theta``, ``rts_mnist``) and "R" column (``rotate``, ``rotated_mnist``); and
-``pose_slopes``, which measures how much of each digit's pose a trained transformer undoes.
+Also here: ``theta_jacobian``, the gradient of the output with respect to theta through the grid
+(``prop-stn-theta-gradient``); the paper's baselines (``fcn``, ``cnn``), their spatial-transformer
+versions and a control with theta frozen at the identity (``build``). The distorted MNIST of
+Table 1 is ``paperlib.distorted_mnist``.
 """
 
 from __future__ import annotations
@@ -27,16 +27,15 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from paperlib import data
 from paperlib._checks import float_tensor, positive_int
 from paperlib.train import fit, seed_everything
 
 # quick: the chapter on a CPU, RTS digits on a 42 x 42 canvas; paper: wider networks, full MNIST,
 # longer training (use a GPU). Every model of a pair gets the same number of epochs (steps).
 SCALES = {
-    "quick": dict(offline=True, size=42, width=128, channels=8, batch_size=128, lr=3e-3, fused=True,
+    "quick": dict(offline=True, image_size=42, hidden=128, channels=8, batch_size=128, lr=3e-3, fused=True,
                   epochs={"FCN": 10, "ST-FCN": 10, "ST-FCN (θ = I)": 10, "CNN": 2, "ST-CNN": 2}),
-    "paper": dict(offline=None, size=42, width=256, channels=32, batch_size=256, lr=1e-3, fused=True,
+    "paper": dict(offline=None, image_size=42, hidden=256, channels=32, batch_size=256, lr=1e-3, fused=True,
                   epochs={"FCN": 100, "ST-FCN": 100, "ST-FCN (θ = I)": 100, "CNN": 100, "ST-CNN": 100}),
 }
 FROZEN = " (θ = I)"
@@ -127,6 +126,48 @@ def bilinear_sample(images: Tensor, grid: Tensor, align_corners: bool = False, *
     return out
 
 
+def theta_jacobian(images: Tensor, theta: Tensor, size, align_corners: bool = False) -> Tensor:
+    """dV/dtheta through the grid, written out: N x C x H' x W' x 2 x 3, entry [..., r, j] the
+    derivative of output pixel V_i with respect to theta_(r+1)(j+1). Implements
+    ``prop-stn-theta-gradient``.
+
+    ``images`` is the input U (N x C x H x W), ``theta`` N x 2 x 3 and ``size`` the output's
+    (N, C, H', W'). The chain is eq. (7) of the paper, dV_i/dx_i, read at the sampling point in
+    pixel units, times dx_i/dtheta_1j = (W/2) g_j with g_i = (x_i^t, y_i^t, 1) (``(W - 1)/2`` with
+    ``align_corners=True``); the same with H for the second row. At a kink it takes the derivative
+    from the right, as autograd through ``bilinear_sample`` and ``F.grid_sample`` does.
+    """
+    float_tensor("images", images, 4)
+    grid = affine_grid(theta, size, align_corners)          # checks theta and size
+    if len(images) != len(theta):
+        raise ValueError(f"images: expected N = {len(theta)} images, one per theta, "
+                         f"got {len(images)}")
+    _, _, height, width = images.shape
+    identity = torch.eye(2, 3, dtype=theta.dtype, device=theta.device).expand(len(theta), 2, 3)
+    target = affine_grid(identity, size, align_corners)      # (x_t, y_t) of every output pixel
+    # g_i = (x_t, y_t, 1)
+    g = torch.cat([target, torch.ones_like(target[..., :1])], dim=-1)
+    slopes = []
+    for axis, steps in ((0, width), (1, height)):
+        # d(pixel)/d(normalised): W / 2, or (W - 1) / 2 with align_corners=True
+        scale = (steps - 1) / 2 if align_corners else steps / 2
+        if scale == 0:      # a single pixel with align_corners=True: every x_s reads pixel 0
+            slopes.append(images.new_zeros(len(images), images.shape[1], *grid.shape[1:3]))
+            continue
+        pixel = to_pixels(grid[..., axis], steps, align_corners)
+        below = torch.floor(pixel)
+        # eq. (7) between whole pixels: dV/dx = V read at column m0 + 1 minus V read at column m0
+        # (the y kernel weighs both reads); m0 = floor(x) gives the right derivative at a kink
+        reads = []
+        for whole in (below + 1, below):
+            moved = grid.clone()
+            moved[..., axis] = grid[..., axis] + (whole - pixel) / scale
+            reads.append(bilinear_sample(images, moved, align_corners))
+        # dV_i/dtheta_1j = dV_i/dx_i * (W/2) g_j   (and H/2 for the second row)
+        slopes.append(scale * (reads[0] - reads[1]))
+    return torch.stack(slopes, dim=-1).unsqueeze(-1) * g[:, None, :, :, None, :]
+
+
 def rotation_theta(degrees: Tensor) -> Tensor:
     """The ``theta`` (N x 2 x 3) whose sampler turns image content anticlockwise by ``degrees``.
 
@@ -149,118 +190,6 @@ def theta_angle(theta: Tensor) -> Tensor:
     if theta.shape[1:] != (2, 3):
         raise ValueError(f"theta: expected N x 2 x 3, got shape {tuple(theta.shape)}")
     return torch.rad2deg(torch.atan2(theta[:, 1, 0] - theta[:, 0, 1], theta[:, 0, 0] + theta[:, 1, 1]))
-
-
-def rotate(images: Tensor, degrees: Tensor) -> Tensor:
-    """Turn each image anticlockwise by its angle in degrees (bilinear, zeros outside)."""
-    float_tensor("images", images, 4)
-    float_tensor("degrees", degrees, 1)
-    if len(degrees) != len(images):
-        raise ValueError(f"degrees: expected one angle per image ({len(images)}), got {len(degrees)}")
-    theta = rotation_theta(degrees.to(images.dtype))
-    return bilinear_sample(images, affine_grid(theta, images.shape))
-
-
-def rotated_mnist(split: str = "train", max_degrees: float = 90.0, seed: int = 0,
-                  offline: bool | None = True) -> tuple[Tensor, Tensor, Tensor]:
-    """MNIST with each digit turned by its own angle, uniform in [-max_degrees, max_degrees].
-
-    Table 1's "R" column uses +-90 degrees. Returns ``(images, labels, degrees)``; the angles
-    come from ``seed`` and are the same on every machine.
-    """
-    if not 0 <= max_degrees <= 180:
-        raise ValueError(f"max_degrees: expected a value in [0, 180], got {max_degrees}")
-    images, labels = data.mnist(split, offline=offline)
-    g = torch.Generator().manual_seed(seed)
-    degrees = (2 * torch.rand(len(images), generator=g) - 1) * max_degrees
-    return rotate(images, degrees), labels, degrees
-
-
-def placement_theta(degrees: Tensor, scales: Tensor, shifts: Tensor, canvas: int,
-                    digit: int = 28) -> Tensor:
-    """The ``theta`` that draws a ``digit``-pixel image onto a ``canvas``-pixel one, turned
-    anticlockwise by ``degrees``, magnified by ``scales`` and moved by ``shifts`` (N x 2, pixels,
-    x right and y down) from the centre.
-
-    A canvas point x (normalised) reads the digit at M (x - c), with c = shift / (canvas / 2)
-    and M = canvas / (digit s) times the rotation of ``rotation_theta``.
-    """
-    for name, value, dims in (("degrees", degrees, 1), ("scales", scales, 1), ("shifts", shifts, 2)):
-        float_tensor(name, value, dims)
-    if len(scales) != len(degrees) or tuple(shifts.shape) != (len(degrees), 2):
-        raise ValueError(f"shifts: expected N x 2 with N = {len(degrees)} (and one scale each), "
-                         f"got scales {tuple(scales.shape)} and shifts {tuple(shifts.shape)}")
-    if not bool((scales > 0).all()):
-        raise ValueError("scales: expected positive magnifications")
-    positive_int("canvas", canvas)
-    positive_int("digit", digit)
-    # M = (canvas / digit) R(alpha) / s: canvas half-widths to digit half-widths, turned
-    matrix = rotation_theta(degrees)[:, :, :2] * (canvas / digit / scales).view(-1, 1, 1)
-    # x_s = M (x_t - c) = M x_t - M c,  c = shift / (canvas / 2)
-    offset = -(matrix @ (shifts * 2 / canvas).unsqueeze(-1))
-    return torch.cat([matrix, offset], dim=-1)
-
-
-def rts_mnist(split: str = "train", canvas: int = 42, max_degrees: float = 45.0,
-              scale_range: tuple[float, float] = (0.7, 1.2), max_shift: float = 7.0, seed: int = 0,
-              offline: bool | None = True) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
-    """Table 1's "RTS" MNIST: each digit turned by up to +-``max_degrees``, scaled by a factor in
-    ``scale_range`` and placed up to ``max_shift`` pixels off centre (each axis, uniform) on a
-    ``canvas`` x ``canvas`` image (the paper: +-45 degrees, 0.7-1.2, on 42 x 42).
-
-    Returns ``(images, labels, pose)``; ``pose`` holds the ``degrees``, ``scales`` and ``shifts``
-    (N x 2 pixels), all drawn from ``seed`` and the same on every machine.
-    """
-    if not 0 <= max_degrees <= 180:
-        raise ValueError(f"max_degrees: expected a value in [0, 180], got {max_degrees}")
-    low, high = scale_range
-    if not 0 < low <= high:
-        raise ValueError(f"scale_range: expected 0 < low <= high, got {scale_range}")
-    if not 0 <= max_shift <= canvas / 2:
-        raise ValueError(f"max_shift: expected a value in [0, canvas / 2], got {max_shift}")
-    images, labels = data.mnist(split, offline=offline)
-    g = torch.Generator().manual_seed(seed)
-    n = len(images)
-    pose = dict(degrees=(2 * torch.rand(n, generator=g) - 1) * max_degrees,
-                scales=low + (high - low) * torch.rand(n, generator=g),
-                shifts=(2 * torch.rand(n, 2, generator=g) - 1) * max_shift)
-    theta = placement_theta(pose["degrees"], pose["scales"], pose["shifts"], canvas,
-                            images.shape[-1])
-    grid = affine_grid(theta, (n, 1, canvas, canvas))
-    return bilinear_sample(images, grid), labels, pose
-
-
-def _slope(x: Tensor, y: Tensor) -> float:
-    # least squares y ~ a + slope x:  slope = cov(x, y) / var(x)
-    x, y = x.double() - x.double().mean(), y.double() - y.double().mean()
-    return float((x * y).sum() / (x * x).sum())
-
-
-def pose_slopes(theta: Tensor, pose: dict[str, Tensor], canvas: int) -> dict[str, float]:
-    """How far a transformer's ``theta`` undoes each digit's pose (from ``rts_mnist``).
-
-    Least-squares slopes over the digits, each 1 in size for a transformer that undoes that part
-    of the pose exactly and 0 for one that ignores it:
-
-    * ``translation``: theta's translation (where the output's centre reads) on the digit's
-      offset, both normalised, x and y pooled; undoing it: slope 1;
-    * ``rotation``: the angle of theta (``theta_angle``) on the digit's angle; undoing it: -1;
-    * ``scale``: log sqrt|det| of theta's 2 x 2 part on log scale; undoing it: 1.
-    """
-    float_tensor("theta", theta, 3)
-    if theta.shape[1:] != (2, 3):
-        raise ValueError(f"theta: expected N x 2 x 3, got shape {tuple(theta.shape)}")
-    if not isinstance(pose, dict) or {"degrees", "scales", "shifts"} - set(pose):
-        raise ValueError("pose: expected a dict with degrees, scales and shifts (see rts_mnist)")
-    if any(len(v) != len(theta) for v in pose.values()):
-        raise ValueError(f"pose: expected one entry per theta ({len(theta)})")
-    positive_int("canvas", canvas)
-    theta = theta.detach().cpu().double()
-    offset = pose["shifts"].double() * 2 / canvas          # c = shift / (canvas / 2)
-    zoom = theta[:, :, :2].det().abs().sqrt()
-    return dict(translation=_slope(offset.flatten(), theta[:, :, 2].flatten()),
-                rotation=_slope(pose["degrees"], theta_angle(theta)),
-                scale=_slope(pose["scales"].double().log(), zoom.log()))
 
 
 class STN(nn.Module):
@@ -303,40 +232,41 @@ class STN(nn.Module):
         return self.transform(images)[0]
 
 
-def localisation_fcn(width: int = 32, pixels: int = 28 * 28) -> nn.Module:
-    """A small fully connected localisation network: two ReLU layers of ``width`` units."""
-    for name, value in (("width", width), ("pixels", pixels)):
+def localisation_fcn(hidden: int = 32, x_dim: int = 28 * 28) -> nn.Module:
+    """A small fully connected localisation network: two ReLU layers of ``hidden`` units."""
+    for name, value in (("hidden", hidden), ("x_dim", x_dim)):
         positive_int(name, value)
-    return nn.Sequential(nn.Flatten(), nn.Linear(pixels, width), nn.ReLU(),
-                         nn.Linear(width, width), nn.ReLU())
+    return nn.Sequential(nn.Flatten(), nn.Linear(x_dim, hidden), nn.ReLU(),
+                         nn.Linear(hidden, hidden), nn.ReLU())
 
 
-def localisation_cnn(channels: int = 8, width: int = 32, size: int = 28) -> nn.Module:
-    """A small convolutional localisation network for ``size`` x ``size`` inputs (two 5x5
-    convolutions, each with 2x2 max-pooling, then ``width`` units)."""
-    for name, value in (("channels", channels), ("width", width), ("size", size)):
+def localisation_cnn(channels: int = 8, hidden: int = 32, image_size: int = 28) -> nn.Module:
+    """A small convolutional localisation network for ``image_size`` x ``image_size`` inputs (two
+    5x5 convolutions, each with 2x2 max-pooling, then ``hidden`` units)."""
+    for name, value in (("channels", channels), ("hidden", hidden), ("image_size", image_size)):
         positive_int(name, value)
-    side = ((size - 4) // 2 - 4) // 2
+    side = ((image_size - 4) // 2 - 4) // 2
     if side < 1:
-        raise ValueError(f"size: expected at least 16 pixels, got {size}")
+        raise ValueError(f"image_size: expected at least 16 pixels, got {image_size}")
     return nn.Sequential(nn.Conv2d(1, channels, 5), nn.MaxPool2d(2), nn.ReLU(),
                          nn.Conv2d(channels, channels, 5), nn.MaxPool2d(2), nn.ReLU(),
-                         nn.Flatten(), nn.Linear(channels * side * side, width), nn.ReLU())
+                         nn.Flatten(), nn.Linear(channels * side * side, hidden), nn.ReLU())
 
 
 class Classifier(nn.Module):
-    """A classifier of ``size`` x ``size`` images with an optional spatial transformer in front
-    of it; returns logits."""
+    """A classifier of ``image_size`` x ``image_size`` images with an optional spatial transformer
+    in front of it; returns logits."""
 
-    def __init__(self, body: nn.Module, stn: STN | None = None, size: int = 28):
+    def __init__(self, body: nn.Module, stn: STN | None = None, image_size: int = 28):
         super().__init__()
-        positive_int("size", size)
-        self.stn, self.body, self.size = stn, body, size
+        positive_int("image_size", image_size)
+        self.stn, self.body, self.image_size = stn, body, image_size
 
     def forward(self, images: Tensor) -> Tensor:
         float_tensor("images", images, 4)
-        if images.shape[1:] != (1, self.size, self.size):
-            raise ValueError(f"images: expected N x 1 x {self.size} x {self.size}, "
+        side = self.image_size
+        if images.shape[1:] != (1, side, side):
+            raise ValueError(f"images: expected N x 1 x {side} x {side}, "
                              f"got shape {tuple(images.shape)}")
         return self.body(images if self.stn is None else self.stn(images))
 
@@ -345,26 +275,29 @@ class Classifier(nn.Module):
         return F.cross_entropy(self(images), labels)
 
 
-def fcn(width: int = 128, stn: bool = False, fused: bool = False, size: int = 28) -> Classifier:
-    """The FCN baseline (two ReLU hidden layers of ``width``), or ST-FCN with ``stn=True``."""
-    for name, value in (("width", width), ("size", size)):
+def fcn(hidden: int = 128, stn: bool = False, fused: bool = False, image_size: int = 28
+        ) -> Classifier:
+    """The FCN baseline (two ReLU hidden layers of ``hidden`` units), or ST-FCN with ``stn=True``."""
+    for name, value in (("hidden", hidden), ("image_size", image_size)):
         positive_int(name, value)
-    body = nn.Sequential(nn.Flatten(), nn.Linear(size * size, width), nn.ReLU(),
-                         nn.Linear(width, width), nn.ReLU(), nn.Linear(width, 10))
-    transformer = STN(localisation_fcn(pixels=size * size), 32, fused=fused) if stn else None
-    return Classifier(body, transformer, size)
+    x_dim = image_size * image_size
+    body = nn.Sequential(nn.Flatten(), nn.Linear(x_dim, hidden), nn.ReLU(),
+                         nn.Linear(hidden, hidden), nn.ReLU(), nn.Linear(hidden, 10))
+    transformer = STN(localisation_fcn(x_dim=x_dim), 32, fused=fused) if stn else None
+    return Classifier(body, transformer, image_size)
 
 
-def cnn(channels: int = 8, stn: bool = False, fused: bool = False, size: int = 28) -> Classifier:
+def cnn(channels: int = 8, stn: bool = False, fused: bool = False, image_size: int = 28
+        ) -> Classifier:
     """The CNN baseline (9x9 and 7x7 convolutions, each with 2x2 max-pooling), or ST-CNN."""
-    for name, value in (("channels", channels), ("size", size)):
+    for name, value in (("channels", channels), ("image_size", image_size)):
         positive_int(name, value)
-    side = size // 2 // 2
+    side = image_size // 2 // 2
     body = nn.Sequential(nn.Conv2d(1, channels, 9, padding=4), nn.MaxPool2d(2), nn.ReLU(),
                          nn.Conv2d(channels, channels, 7, padding=3), nn.MaxPool2d(2), nn.ReLU(),
                          nn.Flatten(), nn.Linear(channels * side * side, 10))
-    transformer = STN(localisation_cnn(size=size), 32, fused=fused) if stn else None
-    return Classifier(body, transformer, size)
+    transformer = STN(localisation_cnn(image_size=image_size), 32, fused=fused) if stn else None
+    return Classifier(body, transformer, image_size)
 
 
 def build(name: str, scale: dict) -> Classifier:
@@ -375,11 +308,11 @@ def build(name: str, scale: dict) -> Classifier:
     """
     if name not in MODELS:
         raise ValueError(f"name: expected one of {MODELS}, got {name!r}")
-    size = scale["size"]
+    side = scale["image_size"]
     if "FCN" in name:
-        model = fcn(scale["width"], stn=name.startswith("ST"), fused=scale["fused"], size=size)
+        model = fcn(scale["hidden"], stn=name.startswith("ST"), fused=scale["fused"], image_size=side)
     else:
-        model = cnn(scale["channels"], stn=name.startswith("ST"), fused=scale["fused"], size=size)
+        model = cnn(scale["channels"], stn=name.startswith("ST"), fused=scale["fused"], image_size=side)
     if name.endswith(FROZEN):
         model.stn.regression.requires_grad_(False)
     return model

@@ -14,63 +14,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from paperlib._checks import loss_weight, positive_int, same_shape
-
-LIKELIHOODS = ("bernoulli", "gaussian")
-
-
-def _per_example(values: Tensor) -> Tensor:
-    return values.flatten(1).sum(dim=1)
-
-
-def reparameterize(mu: Tensor, logvar: Tensor, generator: torch.Generator | None = None) -> Tensor:
-    """Draw z ~ N(mu, exp(logvar)) as a differentiable function of (mu, logvar) (``lem-reparam``)."""
-    same_shape(mu=mu, logvar=logvar)
-    # eps ~ N(0, I), drawn independently of the parameters (on the generator's device)
-    where = generator.device if generator is not None else mu.device
-    eps = torch.randn(mu.shape, generator=generator, dtype=mu.dtype, device=where).to(mu.device)
-    # z = mu + sigma * eps,  sigma = exp(logvar / 2)
-    return mu + torch.exp(0.5 * logvar) * eps
-
-
-def kl_normal(mu: Tensor, logvar: Tensor) -> Tensor:
-    """KL(N(mu, diag(exp(logvar))) || N(0, I)), summed over the last dimension (``prop-gauss-kl``)."""
-    same_shape(mu=mu, logvar=logvar)
-    # KL = 1/2 * sum_j (mu_j^2 + sigma_j^2 - log sigma_j^2 - 1)
-    return 0.5 * (mu.pow(2) + logvar.exp() - logvar - 1).sum(dim=-1)
-
-
-def log_normal(z: Tensor, mu: Tensor, logvar: Tensor) -> Tensor:
-    """log N(z; mu, diag(exp(logvar))), summed over the last dimension."""
-    same_shape(mu=mu, logvar=logvar)
-    # log N = -1/2 * sum_j (log 2 pi + log sigma_j^2 + (z_j - mu_j)^2 / sigma_j^2)
-    return -0.5 * (math.log(2 * math.pi) + logvar + (z - mu).pow(2) / logvar.exp()).sum(dim=-1)
-
-
-def bernoulli_nll(logits: Tensor, x: Tensor, *, validate: bool = False) -> Tensor:
-    """-log Bernoulli(x; sigmoid(logits)) per example: binary cross-entropy on logits.
-
-    ``validate=True`` also checks that the targets lie in [0, 1]; that reads the data back from
-    the device, so the training losses leave it off.
-    """
-    same_shape(logits=logits, x=x)
-    if validate:
-        low, high = torch.aminmax(x)  # one pass over the batch for both bounds
-        if low < 0 or high > 1:
-            raise ValueError("x: a Bernoulli decoder needs targets in [0, 1]")
-    # -log p(x|z) = -sum_i [x_i log y_i + (1 - x_i) log(1 - y_i)],  y = sigmoid(logits)
-    return _per_example(F.binary_cross_entropy_with_logits(logits, x, reduction="none"))
-
-
-def gaussian_nll(mean: Tensor, x: Tensor, var: float = 1.0) -> Tensor:
-    """-log N(x; mean, var * I) per example, for a decoder with fixed variance ``var``."""
-    same_shape(mean=mean, x=x)
-    if not var > 0:
-        raise ValueError(f"var: expected a positive decoder variance, got {var}")
-    # -log p(x|z) = 1/(2 var) * sum_i (x_i - mean_i)^2 + N/2 * log(2 pi var)
-    n = x[0].numel()
-    return _per_example((x - mean).pow(2)) / (2 * var) + 0.5 * n * math.log(2 * math.pi * var)
-
+from paperlib._checks import positive_int, same_shape
+from paperlib.distributions import (check_likelihood, kl_normal, log_normal, log_standard_normal,
+                                    nll, reparameterize)
 
 def elbo(x: Tensor, decoded: Tensor, mu: Tensor, logvar: Tensor, z: Tensor | None = None,
          likelihood: str = "bernoulli", kl: str = "analytic", var: float = 1.0) -> Tensor:
@@ -81,12 +27,7 @@ def elbo(x: Tensor, decoded: Tensor, mu: Tensor, logvar: Tensor, z: Tensor | Non
     (eq. 10 of the paper); ``kl="mc"`` the one-sample estimate log q(z|x) - log p(z), which
     needs ``z``.
     """
-    if likelihood not in LIKELIHOODS:
-        raise ValueError(f"likelihood: expected one of {LIKELIHOODS}, got {likelihood!r}")
-    if likelihood == "bernoulli":
-        log_px_z = -bernoulli_nll(decoded, x)
-    else:
-        log_px_z = -gaussian_nll(decoded, x, var)
+    log_px_z = -nll(decoded, x, likelihood, var)
     if kl == "analytic":
         divergence = kl_normal(mu, logvar)
     elif kl == "mc":
@@ -94,8 +35,7 @@ def elbo(x: Tensor, decoded: Tensor, mu: Tensor, logvar: Tensor, z: Tensor | Non
             raise ValueError("z: a Monte Carlo KL needs the sample z that was decoded")
         same_shape(mu=mu, z=z)
         # KL ~ log q(z|x) - log p(z),  z ~ q(z|x)
-        divergence = log_normal(z, mu, logvar) - log_normal(z, torch.zeros_like(z),
-                                                             torch.zeros_like(z))
+        divergence = log_normal(z, mu, logvar) - log_standard_normal(z)
     else:
         raise ValueError(f"kl: expected 'analytic' or 'mc', got {kl!r}")
     # ELBO = E_q[log p(x|z)] - KL(q(z|x) || p(z))
@@ -125,7 +65,7 @@ def iw_bound(log_weights: Tensor, k: int) -> Tensor:
     return (torch.logsumexp(groups, dim=1) - math.log(k)).mean(dim=0)
 
 
-class _GaussianVAE:
+class GaussianVAE:
     """What the MLP and conv VAEs share: a Gaussian q(z|x) = N(mu, diag exp(logvar)), the
     reparameterised sample and the decoder's output at it. Subclasses define ``_input`` (checks
     and shapes x), ``encoder`` (x -> [mu, logvar]) and ``decode``."""
@@ -142,7 +82,7 @@ class _GaussianVAE:
         return self.decode(z), mu, logvar, z
 
 
-class VAE(_GaussianVAE, nn.Module):
+class VAE(GaussianVAE, nn.Module):
     """MLP encoder q(z|x) = N(mu, diag sigma^2) and MLP decoder p(x|z), as in appendix C."""
 
     def __init__(self, x_dim: int = 784, hidden: int = 400, z_dim: int = 20,
@@ -150,8 +90,7 @@ class VAE(_GaussianVAE, nn.Module):
         super().__init__()
         for name, value in (("x_dim", x_dim), ("hidden", hidden), ("z_dim", z_dim)):
             positive_int(name, value)
-        if likelihood not in LIKELIHOODS:
-            raise ValueError(f"likelihood: expected one of {LIKELIHOODS}, got {likelihood!r}")
+        check_likelihood(likelihood)
         if not var > 0:
             raise ValueError(f"var: expected a positive decoder variance, got {var}")
         self.x_dim, self.z_dim, self.likelihood, self.var = x_dim, z_dim, likelihood, var
@@ -192,11 +131,9 @@ class VAE(_GaussianVAE, nn.Module):
         for _ in range(samples):
             z = reparameterize(mu, logvar, generator)
             decoded = self.decode(z)
-            log_lik = (-bernoulli_nll(decoded, flat) if self.likelihood == "bernoulli"
-                       else -gaussian_nll(decoded, flat, self.var))
-            zero = torch.zeros_like(z)
             # log w_k = log p(x|z_k) + log p(z_k) - log q(z_k|x)
-            weights.append(log_lik + log_normal(z, zero, zero) - log_normal(z, mu, logvar))
+            weights.append(-nll(decoded, flat, self.likelihood, self.var) + log_standard_normal(z)
+                           - log_normal(z, mu, logvar))
         return torch.stack(weights)
 
     @torch.no_grad()
@@ -233,118 +170,91 @@ SCALES = {
 }
 
 
-# --- beta-VAE: Higgins et al. (ICLR 2017) and Burgess et al. (2018) ------------------------------
-# Explained, derived and checked in ``chapters/generative/beta_vae.ipynb``.
+# TEMPORARY-MIGRATION: the old names, until every chapter imports from the home modules.
+from paperlib.distributions import LIKELIHOODS, bernoulli_nll, gaussian_nll  # noqa: E402,F401
+from paperlib.beta_vae import (ConvVAE, active_latents, beta_vae_loss,  # noqa: E402,F401
+                               capacity_loss, capacity_schedule)
+from paperlib.beta_vae import SCALES as BETA_SCALES  # noqa: E402,F401
 
 
-def beta_vae_loss(logits: Tensor, x: Tensor, mu: Tensor, logvar: Tensor, beta: float = 1.0
-                  ) -> Tensor:
-    """The beta-VAE loss, batch mean of -log p(x|z) + beta * KL(q(z|x) || p(z)), in nats.
+# --- What the KL term pays for: ELBO surgery (Hoffman & Johnson, 2016) and active units (Burda et
+# al., 2016). Explained, derived and checked in ``chapters/generative/vae.ipynb``.
 
-    ``logits`` are the Bernoulli decoder's outputs at one sample z ~ q(z|x); beta = 1 is the VAE.
-    It is the Lagrangian of ``prop-beta-lagrangian``.
+from paperlib._checks import float_tensor, loss_weight  # noqa: E402
+
+
+def elbo_surgery(mu: Tensor, logvar: Tensor, samples: int = 10,
+                 generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
+    """Monte Carlo estimates of the two terms of ``prop-elbo-surgery``, (I_q(x; z), KL(q(z) || p(z))).
+
+    ``mu`` and ``logvar`` (N x J) are the encoder's outputs on N examples; p_data is taken to be
+    uniform on them, so the aggregate posterior q(z) is the mixture of their N Gaussians and
+    I_q(x; z) <= log N. Each estimate averages ``samples`` draws z_n ~ q(z|x_n) per example.
+    Their sum estimates the average KL, ``kl_normal(mu, logvar).mean()``.
     """
-    beta = loss_weight("beta", beta)
-    # L = 1/B sum_n [ -log p(x_n | z_n) + beta * KL(q(z | x_n) || p(z)) ]
-    return (bernoulli_nll(logits, x) + beta * kl_normal(mu, logvar)).mean()
+    float_tensor("mu", mu, dims=2)
+    same_shape(mu=mu, logvar=logvar)
+    positive_int("samples", samples)
+    n = len(mu)
+    info, marginal = mu.new_zeros(()), mu.new_zeros(())
+    for _ in range(samples):
+        z = reparameterize(mu, logvar, generator)                      # z_n ~ q(z | x_n)
+        # log q(z_n | x_m) for every pair: an N x N matrix
+        log_q_pairs = log_normal(z[:, None], mu[None], logvar[None])
+        # log q(z_n) = log (1/N) sum_m q(z_n | x_m), the aggregate posterior
+        log_q_aggregate = torch.logsumexp(log_q_pairs, dim=1) - math.log(n)
+        # I_q(x; z) ~ mean_n [log q(z_n | x_n) - log q(z_n)]
+        info = info + (log_q_pairs.diagonal() - log_q_aggregate).mean()
+        # KL(q(z) || p(z)) ~ mean_n [log q(z_n) - log p(z_n)]
+        marginal = marginal + (log_q_aggregate - log_standard_normal(z)).mean()
+    return info / samples, marginal / samples
 
 
-def capacity_loss(logits: Tensor, x: Tensor, mu: Tensor, logvar: Tensor, gamma: float = 1000.0,
-                  C: float = 0.0) -> Tensor:
-    """Burgess et al.'s loss: mean -log p(x|z) + gamma * |mean KL - C|, in nats.
+def latent_activity(mu: Tensor) -> Tensor:
+    """Burda et al.'s activity of each latent, A_u = Cov_x(E_{q(z|x)}[z_u]), one value per latent.
 
-    The KL is averaged over the batch before the absolute value: the target ``C`` constrains the
-    average information the latents carry, not each example's. Below the target the penalty
-    raises the KL (``prop-beta-capacity-gradient``).
+    ``mu`` (N x J, N >= 2) holds the posterior means E_q[z | x_n] of N examples.
     """
-    gamma, C = loss_weight("gamma", gamma), loss_weight("C", C)
-    # L = 1/B sum_n -log p(x_n | z_n) + gamma * | 1/B sum_n KL(q(z | x_n) || p(z)) - C |
-    return bernoulli_nll(logits, x).mean() + gamma * (kl_normal(mu, logvar).mean() - C).abs()
+    float_tensor("mu", mu, dims=2)
+    if len(mu) < 2:
+        raise ValueError(f"mu: expected at least two examples (rows), got shape {tuple(mu.shape)}")
+    # A_u = 1/(N - 1) sum_n (mu_nu - mean_n' mu_n'u)^2
+    return mu.var(dim=0)
 
 
-def capacity_schedule(step: int, C_max: float = 25.0, steps: int = 100_000) -> float:
-    """The target C at training step ``step``: raised linearly from 0 to ``C_max`` over ``steps``."""
-    C_max = loss_weight("C_max", C_max)
-    if isinstance(step, bool) or not isinstance(step, int) or step < 0:
-        raise ValueError(f"step: expected a non-negative integer, got {step!r}")
-    positive_int("steps", steps)
-    # C(t) = C_max * min(t / T, 1)
-    return C_max * min(step / steps, 1.0)
-
-
-def active_latents(kl_per_latent: Tensor, threshold: float = 0.1) -> int:
-    """How many latents carry more than ``threshold`` nats of KL on average (the rest are off)."""
+def active_units(mu: Tensor, threshold: float = 0.01) -> int:
+    """How many latents have activity ``latent_activity(mu)`` above ``threshold`` (Burda et al.: 0.01)."""
     threshold = loss_weight("threshold", threshold)
-    if kl_per_latent.dim() != 1:
-        raise ValueError("kl_per_latent: expected one mean KL per latent (a 1-D tensor), "
-                         f"got shape {tuple(kl_per_latent.shape)}")
-    return int((kl_per_latent > threshold).sum())
+    # u is active  <=>  A_u > threshold
+    return int((latent_activity(mu) > threshold).sum())
 
 
-class ConvVAE(_GaussianVAE, nn.Module):
-    """The convolutional VAE of Burgess et al. (2018), appendix A.1, with a Bernoulli decoder.
+class AutoregressiveVAE(VAE):
+    """A VAE with a strong decoder: p(x|z) = prod_i Bernoulli(x_i; sigmoid(a_i(z) + sum_{j<i} W_ij x_j)).
 
-    Encoder: conv 32 x 4 x 4, stride 2, ReLU, repeated until the feature map is 4 x 4 (four
-    layers for 64 x 64 images, three for 32 x 32), then two fully connected layers of 256 and a
-    linear layer to (mu, logvar). The decoder mirrors it with transposed convolutions and outputs
-    one logit per pixel.
+    The MLP decoder's logits a(z) are added to a fully visible autoregressive term, a linear
+    function of the pixels before pixel i (strictly lower-triangular W, zero at the start). It can
+    model x without z, the setting in which latents collapse. ``forward`` and ``elbo`` condition
+    the decoder on x; sampling would have to go pixel by pixel, and is not implemented.
     """
 
-    def __init__(self, image_size: int = 64, z_dim: int = 10, channels: int = 32,
-                 hidden: int = 256):
-        super().__init__()
-        if (isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 8
-                or image_size & (image_size - 1)):
-            raise ValueError(f"image_size: expected a power of two >= 8, got {image_size!r}")
-        for name, value in (("z_dim", z_dim), ("channels", channels), ("hidden", hidden)):
-            positive_int(name, value)
-        self.image_size, self.z_dim = image_size, z_dim
-        layers = int(math.log2(image_size // 4))
-        encoder: list[nn.Module] = []
-        for k in range(layers):
-            encoder += [nn.Conv2d(1 if k == 0 else channels, channels, 4, 2, 1), nn.ReLU()]
-        flat = channels * 4 * 4
-        self.encoder = nn.Sequential(*encoder, nn.Flatten(), nn.Linear(flat, hidden), nn.ReLU(),
-                                     nn.Linear(hidden, hidden), nn.ReLU(),
-                                     nn.Linear(hidden, 2 * z_dim))
-        decoder: list[nn.Module] = [nn.Linear(z_dim, hidden), nn.ReLU(), nn.Linear(hidden, hidden),
-                                    nn.ReLU(), nn.Linear(hidden, flat), nn.ReLU(),
-                                    nn.Unflatten(1, (channels, 4, 4))]
-        for k in range(layers):
-            last = k == layers - 1
-            decoder.append(nn.ConvTranspose2d(channels, 1 if last else channels, 4, 2, 1))
-            if not last:
-                decoder.append(nn.ReLU())
-        self.decoder = nn.Sequential(*decoder)
+    def __init__(self, x_dim: int = 784, hidden: int = 400, z_dim: int = 20):
+        super().__init__(x_dim, hidden, z_dim)
+        self.visible = nn.Linear(x_dim, x_dim, bias=False)
+        nn.init.zeros_(self.visible.weight)
+        self.register_buffer("mask", torch.ones(x_dim, x_dim).tril(-1))
 
-    def _input(self, x: Tensor) -> Tensor:
-        side = self.image_size
-        if x.dim() != 4 or x.shape[1:] != (1, side, side):
-            raise ValueError(f"x: expected a batch shaped N x 1 x {side} x {side}, "
-                             f"got {tuple(x.shape)}")
-        return x
+    def forward(self, x: Tensor, generator: torch.Generator | None = None
+                ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        flat = self._input(x)
+        mu, logvar = self.encode(flat)
+        z = reparameterize(mu, logvar, generator)
+        # logit_i = a_i(z) + sum_{j<i} W_ij x_j
+        logits = self.decode(z) + F.linear(flat, self.visible.weight * self.mask)
+        return logits, mu, logvar, z
 
-    def decode(self, z: Tensor) -> Tensor:
-        """Bernoulli logits of p(x|z), shaped N x 1 x H x W."""
-        return self.decoder(z)
+    def _needs_x(self, *args, **kwargs):
+        raise NotImplementedError("AutoregressiveVAE: its decoder needs the earlier pixels of x; "
+                                  "use forward(x) or elbo(x)")
 
-    def mean_image(self, z: Tensor) -> Tensor:
-        """E[x|z] = sigmoid(logits)."""
-        return torch.sigmoid(self.decode(z))
-
-
-# Experiment sizes for the beta-VAE chapter. "paper" is Burgess et al.'s dSprites set-up (64 x 64,
-# 32 channels, 256 hidden units, Adam 5e-4, batches of 64, gamma = 1000, C raised to 25 nats over
-# 100k iterations), for a GPU; every model trains from scratch (warm_steps = 0). "quick" is a
-# CPU-sized stand-in: 256 images at 32 x 32 (one square, 16 x 16 positions), a narrower network, one
-# shared beta = 1 pre-training of warm_steps steps that every beta then continues for `steps` steps
-# (from scratch, a large beta stays on the empty-image plateau far longer than the CPU budget),
-# and a capacity run from scratch for capacity_steps steps.
-BETA_SCALES = {
-    "quick": dict(image_size=32, z_dim=10, channels=16, hidden=64, batch_size=32, lr=3e-3,
-                  warm_steps=250, steps=150, capacity_steps=300, gamma=1000.0, C_max=10.0,
-                  C_steps=250, betas=(1.0, 4.0, 16.0)),
-    "paper": dict(image_size=64, z_dim=10, channels=32, hidden=256, batch_size=64, lr=5e-4,
-                  warm_steps=0, steps=300_000, capacity_steps=300_000, gamma=1000.0, C_max=25.0,
-                  C_steps=100_000, betas=(1.0, 4.0, 16.0)),
-}
+    log_weights = log_px = sample = mean_image = _needs_x

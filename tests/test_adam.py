@@ -7,7 +7,7 @@ import torch
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from paperlib import adam, answers
+from paperlib import adam, adamw, answers
 
 
 def run_both(amsgrad, dtype, steps=1000, betas=(0.9, 0.999), lr=1e-2, eps=1e-8, size=30, seed=0):
@@ -225,6 +225,10 @@ def test_the_uncorrected_step_rises_before_it_decays():
 # The chapter's "derive it yourself" exercises: the expected answers live in paperlib.answers, out of
 # the reader's view; each is accepted in another right form and rejected in plausible wrong ones.
 EXERCISES = [
+    ("adam-ex-adamax-two", ["Max(a2, beta2*a1)", "(beta2*a1 + a2 + Abs(beta2*a1 - a2))/2"],
+     ["Max(a1, a2)", "beta2*a1 + a2", "Max(beta2**2*a1, a2)"]),
+    ("adam-ex-adamax-growing", ["(1 - beta1)/(1 - beta1/r)", "r*(1 - beta1)/(r - beta1)"],
+     ["1", "(1 - beta1)/(1 - beta1*r)", "(1 - beta1)*r/(r + beta1)"]),
     ("adam-ex-first-step", ["alpha * (1 - beta1) / sqrt(1 - beta2)", "alpha*(1 - beta1)*(1 - beta2)**(-1/2)"],
      ["alpha * (1 - beta1) / (1 - beta2)", "alpha", "alpha * (1 - beta1)"]),
     ("adam-ex-second-moment", ["(1 - beta2**t) * (mu**2 + sigma**2)", "sigma**2 + mu**2 - beta2**t*(sigma**2 + mu**2)"],
@@ -313,3 +317,141 @@ def test_the_chapters_numeric_spike_check_fails_on_a_wrong_bound(wrong_bound):
     exec(source, dict(namespace))  # noqa: S102 - the book's own cell: the right bound passes
     with pytest.raises(AssertionError):
         exec(source.replace(right, f"bound = {wrong_bound}"), dict(namespace))  # noqa: S102
+
+
+# --- Adam's relatives: RMSProp, AdaMax and AdamW (prop-adam-rmsprop, prop-adamax-limit, prop-adamw-l2) ---
+
+def largest_gap(make_ours, make_theirs, steps=500, size=20, seed=0, dtype=torch.float64):
+    """The same noisy quadratic gradients through two optimizers; the largest relative gap between them."""
+    torch.manual_seed(seed)
+    start = torch.randn(size, dtype=dtype)
+    ours, theirs = start.clone().requires_grad_(), start.clone().requires_grad_()
+    opt_ours, opt_theirs = make_ours([ours]), make_theirs([theirs])
+    noise = torch.Generator().manual_seed(seed + 1)
+    worst = 0.0
+    for k in range(steps):
+        kick = torch.randn(size, generator=noise, dtype=dtype) * (1 + k % 5)
+        for p, o in ((ours, opt_ours), (theirs, opt_theirs)):
+            p.grad = 2 * (p.detach() - 1) + kick
+            o.step()
+        worst = max(worst, ((ours - theirs).detach().abs() / theirs.detach().abs()).max().item())
+    return worst
+
+
+ADAMAX_SETTINGS = [dict(), dict(lr=0.05, betas=(0.5, 0.9), eps=1e-3), dict(lr=1e-2, betas=(0.0, 0.99)),
+                   dict(lr=3e-3, betas=(0.95, 0.9999), eps=0.0)]
+
+
+@pytest.mark.parametrize("kwargs", ADAMAX_SETTINGS, ids=[str(k) for k in ADAMAX_SETTINGS])
+def test_adamax_matches_torch_adamax(kwargs):
+    assert largest_gap(lambda p: adam.AdaMax(p, **kwargs), lambda p: torch.optim.Adamax(p, **kwargs)) < 1e-10
+    norm32 = largest_gap(lambda p: adam.AdaMax(p, **kwargs), lambda p: torch.optim.Adamax(p, **kwargs),
+                         steps=200, dtype=torch.float32)
+    assert norm32 < 1e-4
+
+
+def test_adamax_u_is_the_discounted_maximum_and_needs_no_correction():
+    """u_t = max_i beta2^(t-i) |g_i| (prop-adamax-limit); with a constant gradient every step is alpha."""
+    gen = torch.Generator().manual_seed(3)
+    grads = torch.randn(40, 3, generator=gen, dtype=torch.float64) * 10.0 ** torch.randint(-3, 4, (40, 3))
+    theta = torch.zeros(3, dtype=torch.float64, requires_grad=True)
+    opt = adam.AdaMax([theta], betas=(0.9, 0.95), eps=0.0)
+    for t in range(1, 41):
+        theta.grad = grads[t - 1]
+        opt.step()
+        ages = (t - torch.arange(1, t + 1, dtype=torch.float64))[:, None]
+        expected = (0.95**ages * grads[:t].abs()).max(dim=0).values
+        torch.testing.assert_close(opt.state[theta]["u"], expected, rtol=1e-12, atol=0)
+    const = torch.zeros(2, dtype=torch.float64, requires_grad=True)
+    opt = adam.AdaMax([const], lr=1e-3, eps=0.0)
+    for _ in range(5):
+        before = const.detach().clone()
+        const.grad = torch.tensor([2.5, -1e-6], dtype=torch.float64)
+        opt.step()
+        torch.testing.assert_close(before - const.detach(), torch.tensor([1e-3, -1e-3], dtype=torch.float64),
+                                   rtol=1e-12, atol=0)
+
+
+def test_adamax_zero_gradients_take_no_step_and_sparse_is_refused():
+    theta = torch.ones(3, requires_grad=True)
+    opt = adam.AdaMax([theta])
+    theta.grad = torch.zeros(3)
+    opt.step()
+    assert torch.equal(theta.detach(), torch.ones(3))      # eps inside the maximum: 0 / eps, not 0 / 0
+    theta.grad = torch.zeros(3).to_sparse()
+    with pytest.raises(TypeError, match="^params:"):
+        opt.step()
+
+
+ADAMW_SETTINGS = [dict(lr=1e-2, weight_decay=0.1), dict(lr=1e-3, weight_decay=1e-2, amsgrad=True),
+                  dict(lr=5e-2, betas=(0.5, 0.9), eps=1e-4, weight_decay=0.3)]
+
+
+@pytest.mark.parametrize("kwargs", ADAMW_SETTINGS, ids=[str(k) for k in ADAMW_SETTINGS])
+def test_adamw_matches_torch_adamw_and_l2_matches_torch_adam(kwargs):
+    assert largest_gap(lambda p: adamw.AdamW(p, **kwargs), lambda p: torch.optim.AdamW(p, **kwargs)) < 1e-10
+    assert largest_gap(lambda p: adamw.AdamW(p, decoupled=False, **kwargs),
+                       lambda p: torch.optim.Adam(p, **kwargs)) < 1e-10
+
+
+def test_adamw_is_not_l2_and_restores_the_gradient():
+    """The pitfall of prop-adamw-l2: the two forms differ, and the L2 form leaves .grad as it found it."""
+    assert largest_gap(lambda p: adamw.AdamW(p, lr=1e-2, weight_decay=0.1),
+                       lambda p: adamw.AdamW(p, lr=1e-2, weight_decay=0.1, decoupled=False), steps=50) > 1e-3
+    theta = torch.ones(2, requires_grad=True)
+    opt = adamw.AdamW([theta], weight_decay=0.5, decoupled=False)
+    g = torch.tensor([0.3, -0.2])
+    theta.grad = g
+    opt.step()
+    assert theta.grad is g and torch.equal(g, torch.tensor([0.3, -0.2]))
+
+
+def test_adamw_without_decay_is_adam_and_groups_keep_their_own_decay():
+    assert largest_gap(lambda p: adamw.AdamW(p, lr=1e-2, weight_decay=0.0), lambda p: adam.Adam(p, lr=1e-2)) == 0
+    a = torch.ones(2, dtype=torch.float64, requires_grad=True)
+    b = torch.ones(2, dtype=torch.float64, requires_grad=True)
+    opt = adamw.AdamW([{"params": [a]}, {"params": [b], "weight_decay": 0.0}], lr=0.1, weight_decay=0.5)
+    a.grad, b.grad = torch.ones(2, dtype=torch.float64), torch.ones(2, dtype=torch.float64)
+    opt.step()
+    # a: (1 - 0.1 * 0.5) * 1 - 0.1 (a first corrected step is alpha); b: 1 - 0.1
+    torch.testing.assert_close(a.detach(), torch.full((2,), 0.95 - 0.1, dtype=torch.float64))
+    torch.testing.assert_close(b.detach(), torch.full((2,), 0.9, dtype=torch.float64))
+
+
+def test_the_first_l2_step_does_not_depend_on_lambda():
+    """prop-adamw-l2, claim 3: with eps = 0 the first L2 step is alpha * sign(g_1 + lambda theta_0)."""
+    for lam in (1e-3, 0.1, 10.0):
+        theta = torch.tensor([2.0, -3.0], dtype=torch.float64, requires_grad=True)
+        opt = adamw.AdamW([theta], lr=1e-2, eps=0.0, weight_decay=lam, decoupled=False)
+        theta.grad = torch.tensor([0.5, 0.5], dtype=torch.float64)
+        opt.step()
+        h = torch.tensor([0.5 + lam * 2.0, 0.5 - lam * 3.0], dtype=torch.float64)
+        torch.testing.assert_close(theta.detach(), torch.tensor([2.0, -3.0], dtype=torch.float64) - 1e-2 * h.sign(),
+                                   rtol=1e-12, atol=0)
+
+
+def test_adam_without_momentum_and_correction_is_rmsprop_but_momentum_is_not():
+    """prop-adam-rmsprop, claim 1, and its pitfall: RMSprop(momentum) averages normalised steps."""
+    for rho in (0.9, 0.99):
+        assert largest_gap(lambda p: adam.Adam(p, lr=1e-2, betas=(0.0, rho), bias_correction=False),
+                           lambda p: torch.optim.RMSprop(p, lr=1e-2, alpha=rho, eps=1e-8)) < 1e-12
+    assert largest_gap(lambda p: adam.Adam(p, lr=1e-2, betas=(0.9, 0.9), bias_correction=False),
+                       lambda p: torch.optim.RMSprop(p, lr=1e-3, alpha=0.9, eps=1e-8, momentum=0.9)) > 0.1
+
+
+def test_the_adamw_experiment_holds_on_seeds_0_to_2():
+    """The chapter's claims about weights whose gradients are pure noise, on seeds 0-2 (about 1 s)."""
+    for seed in range(3):
+        ends = {}
+        for decoupled in (False, True):
+            theta = torch.ones(2, 500, dtype=torch.float64, requires_grad=True)
+            opt = adamw.AdamW([theta], lr=1e-2, weight_decay=0.1, decoupled=decoupled)
+            sigma = torch.tensor([1e-3, 10.0], dtype=torch.float64)[:, None]
+            gen = torch.Generator().manual_seed(seed)
+            for _ in range(1000):
+                theta.grad = sigma * torch.randn(2, 500, generator=gen, dtype=torch.float64)
+                opt.step()
+            ends[decoupled] = theta.detach().mean(dim=1)
+        shrink = (1 - 1e-3) ** 1000
+        assert (ends[True] / shrink - 1).abs().max() <= 0.1
+        assert ends[False][1] >= 0.85 and ends[False][0].abs() <= 0.01

@@ -186,3 +186,118 @@ def test_beta_one_is_the_vae_models_own_loss_and_no_other_beta_is():
         gap = beta_vae_loss(logits, x, mu, logvar, beta) - vae_loss
         torch.testing.assert_close(gap, (beta - 1) * mean_kl, rtol=1e-12, atol=1e-12)
         assert abs(gap) > 0.5 * abs(beta - 1) * mean_kl      # the notes' beta = 0 (or any beta != 1) is not the VAE
+
+
+# --- the TC decomposition and the mutual information gap (paperlib.disentanglement) ---------------
+
+import itertools  # noqa: E402
+
+from sklearn.metrics import mutual_info_score  # noqa: E402
+from torch.distributions import Categorical  # noqa: E402
+
+from paperlib.disentanglement import (discrete_entropy, discrete_mutual_info, discretize,  # noqa: E402
+                                      mig, mutual_information_gap)
+from paperlib.proofs import Derivation  # noqa: E402
+
+
+def grid(*sizes):
+    """Every combination of factor values (independent, uniform factors), as an integer tensor."""
+    return torch.cartesian_prod(*[torch.arange(s) for s in sizes])
+
+
+def test_discretize_uses_the_bins_of_torch_histc():
+    z = torch.randn(500, 3, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    for bins in (1, 7, 20):
+        binned = discretize(z, bins)
+        assert binned.min() >= 0 and binned.max() <= bins - 1
+        for j in range(3):
+            counts = torch.bincount(binned[:, j], minlength=bins).double()
+            expected = torch.histc(z[:, j], bins, z[:, j].min().item(), z[:, j].max().item())
+            torch.testing.assert_close(counts, expected, rtol=0, atol=0)
+    assert discretize(torch.ones(4, 2)).eq(0).all()   # a constant latent: one bin
+
+
+def test_entropy_and_mutual_info_match_torch_and_sklearn():
+    g = torch.Generator().manual_seed(1)
+    z = torch.randint(0, 5, (400, 3), generator=g)
+    v = torch.stack([z[:, 0] // 2, torch.randint(0, 3, (400,), generator=g)], dim=1) * 7  # any values
+    for k in range(2):
+        p = torch.bincount(torch.unique(v[:, k], return_inverse=True)[1]).double() / 400
+        torch.testing.assert_close(discrete_entropy(v)[k], Categorical(probs=p).entropy())
+    info = discrete_mutual_info(z, v)
+    for j, k in itertools.product(range(3), range(2)):
+        assert info[j, k].item() == pytest.approx(mutual_info_score(z[:, j], v[:, k]), abs=1e-12)
+    # I(z; v) = H(z) + H(v) - H(z, v)
+    pair = torch.stack([z[:, 0] * 10 + v[:, 0], z[:, 0]], 1)
+    h_joint = discrete_entropy(pair)[0]
+    torch.testing.assert_close(info[0, 0], discrete_entropy(z)[0] + discrete_entropy(v)[0] - h_joint)
+
+
+def test_mig_is_one_for_a_code_that_copies_each_factor_into_its_own_latent():
+    v = grid(4, 6, 3)
+    noise = torch.zeros(len(v), 2)                             # two unused latents
+    code = torch.cat([v.double()[:, [2, 0, 1]], noise.double()], 1)   # order does not matter
+    assert mig(code, v).item() == pytest.approx(1.0, abs=1e-12)
+    # a monotone change of scale per latent changes nothing
+    assert mig(torch.cat([code[:, :1] * 3 - 1, code[:, 1:]], 1), v).item() == pytest.approx(1.0, abs=1e-12)
+
+
+def test_mig_is_zero_for_a_code_that_duplicates_or_mixes_factors():
+    v = grid(5, 5).double()
+    duplicated = torch.stack([v[:, 0], v[:, 0], v[:, 1], v[:, 1]], 1)
+    assert mig(duplicated, grid(5, 5)).item() == pytest.approx(0.0, abs=1e-12)
+    mixed = torch.stack([v[:, 0] + v[:, 1], v[:, 0] - v[:, 1]], 1)   # a 45-degree rotation
+    assert mig(mixed, grid(5, 5)).item() == pytest.approx(0.0, abs=1e-12)
+
+
+def test_mig_of_a_hand_computed_code():
+    """v1, v2 fair and independent bits, z = (v1, v1 + v2): I(z1; v1) = log 2, I(z2; v1) = I(z2; v2)
+    = log(2)/2, I(z1; v2) = 0, so both gaps are 1/2 and MIG = 1/2 (the exercise beta_vae-ex-mig)."""
+    v = grid(2, 2)
+    z = torch.stack([v[:, 0], v[:, 0] + v[:, 1]], 1).double()
+    info = discrete_mutual_info(discretize(z), v)
+    log2 = math.log(2)
+    torch.testing.assert_close(info, torch.tensor([[log2, 0.0], [log2 / 2, log2 / 2]], dtype=torch.float64))
+    gaps = mutual_information_gap(info, discrete_entropy(v))
+    torch.testing.assert_close(gaps, torch.tensor([0.5, 0.5], dtype=torch.float64))
+    assert mig(z, v).item() == pytest.approx(0.5, abs=1e-12)
+    # the XOR code z2 = v1 xor v2 says nothing about v2 alone: MIG misses what only z1 and z2 together hold
+    xor = torch.stack([v[:, 0], v[:, 0] ^ v[:, 1]], 1).double()
+    assert mig(xor, v).item() == pytest.approx(0.5, abs=1e-12)
+
+
+def test_mig_exercise_checker():
+    label = "beta_vae-ex-mig"
+    assert check_answer(label, "1/2")
+    assert check_answer(label, sp.log(2) / (2 * sp.log(2)))
+    assert not check_answer(label, "1")           # z2 counted as uninformative about v1
+    assert not check_answer(label, "0")           # both latents treated as equally informative
+    assert not check_answer(label, "log(2)/2")    # the gap not divided by H(v_k)
+
+
+def _decomposition(prior_table=None):
+    """The TC decomposition on the chapter's instance; ``prior_table`` a non-factorised p(z)."""
+    R = sp.Rational
+    Z = list(itertools.product((0, 1), (0, 1)))
+    p_n = {0: R(1, 3), 1: R(2, 3)}
+    q_zn = {0: dict(zip(Z, [R(9, 16), R(3, 16), R(3, 16), R(1, 16)])),  # Bern(1/4) x Bern(1/4)
+            1: dict(zip(Z, [R(1, 12), R(1, 6), R(1, 4), R(1, 2)]))}  # Bern(3/4) x Bern(2/3)
+    q_z = {z: sum(p_n[n] * q_zn[n][z] for n in p_n) for z in Z}
+    q_j = [{a: sum(q_z[z] for z in Z if z[j] == a) for a in (0, 1)} for j in (0, 1)]
+    p_j = [{0: R(1, 2), 1: R(1, 2)}, {0: R(2, 3), 1: R(1, 3)}]
+    prior = prior_table or {z: p_j[0][z[0]] * p_j[1][z[1]] for z in Z}
+    if prior_table:
+        p_j = [{a: sum(prior[z] for z in Z if z[j] == a) for a in (0, 1)} for j in (0, 1)]
+    start = sum(p_n[n] * q_zn[n][z] * sp.log(q_zn[n][z] / prior[z]) for n in p_n for z in Z)
+    mi = sum(p_n[n] * q_zn[n][z] * sp.log(q_zn[n][z] / q_z[z]) for n in p_n for z in Z)
+    tc = sum(q_z[z] * sp.log(q_z[z] / (q_j[0][z[0]] * q_j[1][z[1]])) for z in Z)
+    dw = sum(q_j[j][a] * sp.log(q_j[j][a] / p_j[j][a]) for j in (0, 1) for a in (0, 1))
+    return Derivation(start, scope="instance: test").step(mi + tc + dw, why="decomposition")
+
+
+def test_tc_decomposition_holds_for_a_factorised_prior_and_fails_for_another():
+    _decomposition().check()
+    R = sp.Rational
+    correlated = dict(zip(itertools.product((0, 1), (0, 1)), [R(1, 2), R(1, 6), R(1, 6), R(1, 6)]))
+    with pytest.raises(AssertionError, match="fails"):
+        _decomposition(correlated).check()

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from scipy import integrate
 from torch.distributions import Bernoulli, Categorical, Normal, kl_divergence as torch_kl
 
-from paperlib import gan
+from paperlib import gan, ring
 from paperlib.answers import check_answer
 from paperlib.claims import ClaimError, claim
 
@@ -122,7 +122,7 @@ def test_parzen_matches_a_gaussian_mixture_from_torch_distributions():
     mix = torch.distributions.MixtureSameFamily(
         Categorical(probs=torch.full((50,), 1 / 50, dtype=torch.float64)),
         torch.distributions.Independent(Normal(samples, sigma), 1))
-    torch.testing.assert_close(gan.parzen_log_likelihood(samples, test, sigma, batch=3),
+    torch.testing.assert_close(gan.parzen_log_likelihood(samples, test, sigma, batch_size=3),
                                mix.log_prob(test))
     far = gan.parzen_log_likelihood(samples, test + 1e3, 1e-3)
     assert torch.isinf(far).all() or torch.isfinite(far).all()  # no NaN at extreme scales
@@ -131,10 +131,10 @@ def test_parzen_matches_a_gaussian_mixture_from_torch_distributions():
 
 def test_ring_and_mode_coverage():
     g = torch.Generator().manual_seed(0)
-    x = gan.ring_of_gaussians(4000, generator=g)
-    assert gan.mode_coverage(x) == (8, pytest.approx(1.0, abs=0.01))
+    x = ring.ring_of_gaussians(4000, generator=g)
+    assert ring.mode_coverage(x) == (8, pytest.approx(1.0, abs=0.01))
     one_mode = x[torch.cdist(x, torch.tensor([[2.0, 0.0]])).squeeze(1) < 0.2]
-    covered, _ = gan.mode_coverage(one_mode)
+    covered, _ = ring.mode_coverage(one_mode)
     assert covered == 1
 
 
@@ -146,14 +146,14 @@ def test_networks_and_training_steps_at_both_scales():
         real = torch.rand(400, 784, generator=g)
         h = gan.train_gan(G, D, lambda n: real[torch.randint(400, (n,), generator=g)], steps=2,
                           batch_size=8, lr=s["lr"], generator=g, every=1, record=lambda step: step)
-        assert len(h.d_loss) == 2 and h.records == [1, 2], name
+        assert len(h.discriminator.step_loss) == 2 and h.records == [1, 2], name
         x = G.sample(5, g)
         assert x.shape == (5, 784) and bool(((x >= 0) & (x <= 1)).all())
         assert D.prob(x).shape == (5,)
-    G, D = gan.Generator(1, 1, (4,)), gan.Discriminator(1, (4,), 2, 0.0, center=4.0, scale=2.0)
+    G, D = gan.Generator(1, 1, (4,)), gan.Discriminator(1, (4,), 2, 0.0, centre=4.0, scale=2.0)
     h = gan.train_gan(G, D, lambda n: torch.randn(n, 1, generator=g), steps=3, batch_size=4,
                       loss="minimax", k=2, generator=g)
-    assert len(h.g_loss) == 3
+    assert len(h.generator.step_loss) == 3
 
 
 def test_derive_it_yourself_checkers_accept_other_forms_and_reject_plausible_wrong_answers():
@@ -208,10 +208,10 @@ def test_lagrangian_constraints_force_e_lambda_one_half():
 def test_an_untrained_ring_generator_covers_no_mode(seed):
     """The chapter's baseline for mode collapse: the ring generator before training covers nothing."""
     torch.manual_seed(seed)
-    G = gan.Generator(8, 2, hidden=(128, 128))
+    G = gan.Generator(8, 2, hidden_sizes=(128, 128))
     with torch.no_grad():
         points = G.sample(1000, torch.Generator().manual_seed(9))
-    covered, good = gan.mode_coverage(points, std=0.1)
+    covered, good = ring.mode_coverage(points, std=0.1)
     assert covered == 0 and good < 0.01
 
 
@@ -228,18 +228,88 @@ def test_the_controls_fail_the_chapters_mode_collapse_claims(seed):
     """The ring claims ("visits at least 3 modes", "one mode holds at least a quarter of the samples")
     fail on an untrained generator, and the second fails on real data from the ring."""
     torch.manual_seed(seed)
-    G = gan.Generator(8, 2, hidden=(128, 128))
+    G = gan.Generator(8, 2, hidden_sizes=(128, 128))
     with torch.no_grad():
         untrained = G.sample(1000, torch.Generator().manual_seed(9))
     with pytest.raises(ClaimError):
         claim("over training, the generator visits at least 3 of the 8 modes",
-              gan.mode_coverage(untrained, std=0.1)[0], at_least=3)
-    real = gan.ring_of_gaussians(1000, std=0.1, generator=torch.Generator().manual_seed(seed + 3))
+              ring.mode_coverage(untrained, std=0.1)[0], at_least=3)
+    real = ring.ring_of_gaussians(1000, std=0.1, generator=torch.Generator().manual_seed(seed + 3))
     for points in (untrained, real):
         with pytest.raises(ClaimError):
             claim("at its best checkpoint, one mode holds at least a quarter of the generator's samples",
                   _largest_mode_share(points), at_least=0.25)
-    # the same measure agrees with gan.mode_coverage's rule: no mode reaches a quarter of the samples
-    assert gan.mode_coverage(real, std=0.1, min_share=0.25)[0] == 0
+    # the same measure agrees with ring.mode_coverage's rule: no mode reaches a quarter of the samples
+    assert ring.mode_coverage(real, std=0.1, min_share=0.25)[0] == 0
     one_mode = real[torch.cdist(real, torch.tensor([[2.0, 0.0]])).squeeze(1) < 0.3]
     assert _largest_mode_share(one_mode) == pytest.approx(1.0)  # and the claim can hold
+
+
+@settings(max_examples=30, deadline=None)
+@given(k=st.integers(2, 10), seed=st.integers(0, 2**16))
+def test_non_saturating_criterion_is_kl_minus_twice_jsd_plus_the_data_term(k, seed):
+    """prop-gan-ns-objective, part 1, against torch.distributions' KL divergences."""
+    p, q = _dirichlet(k, 3, seed), _dirichlet(k, 3, seed + 1)
+    d_star = p / (p + q)
+    m = Categorical(probs=(p + q) / 2)
+    two_jsd = torch_kl(Categorical(probs=p), m) + torch_kl(Categorical(probs=q), m)
+    expected = torch_kl(Categorical(probs=q), Categorical(probs=p)) - two_jsd + math.log(4) + (p * d_star.log()).sum(-1)
+    torch.testing.assert_close(gan.non_saturating_criterion(p, q), expected, rtol=0, atol=1e-10)
+    torch.testing.assert_close(gan.non_saturating_criterion(p, q), -(q * d_star.log()).sum(-1), rtol=0, atol=1e-12)
+    # the "constant" is log 4 + E_pdata[log D*], not log 4: it is below log 4 and changes with p_g
+    assert bool(((p * d_star.log()).sum(-1) < 0).all())
+
+
+def test_non_saturating_gradient_with_d_star_held_is_the_gradient_of_kl_minus_twice_jsd():
+    """prop-gan-ns-objective, part 2 (Arjovsky & Bottou 2017, Theorem 2.5), with autograd and
+    torch.distributions; letting D* follow p_g, or the minimax loss, gives another gradient."""
+    g = torch.Generator().manual_seed(3)
+    p = _dirichlet(7, 1, 5)[0]
+    theta = torch.randn(7, generator=g, dtype=torch.float64, requires_grad=True)
+
+    def grad(loss):
+        theta.grad = None
+        loss(torch.softmax(theta, 0)).backward()
+        return theta.grad.clone()
+
+    d_held = gan.optimal_discriminator(p, torch.softmax(theta, 0)).detach()
+
+    def kl_minus_2jsd(q):
+        m = Categorical(probs=(p + q) / 2)
+        return (torch_kl(Categorical(probs=q), Categorical(probs=p))
+                - torch_kl(Categorical(probs=p), m) - torch_kl(Categorical(probs=q), m))
+
+    target = grad(kl_minus_2jsd)
+    torch.testing.assert_close(grad(lambda q: -(q * d_held.log()).sum()), target, rtol=0, atol=1e-12)
+    assert (grad(lambda q: gan.non_saturating_criterion(p, q)) - target).abs().max() > 1e-3
+    assert (grad(lambda q: (q * torch.log1p(-d_held)).sum()) - target).abs().max() > 1e-3
+
+
+def test_non_saturating_criterion_edge_cases():
+    p = torch.tensor([0.5, 0.5, 0.0], dtype=torch.float64)
+    q = torch.tensor([0.5, 0.0, 0.5], dtype=torch.float64)
+    assert gan.non_saturating_criterion(p, q).item() == math.inf      # p_g > 0 where p_data = 0
+    assert gan.non_saturating_criterion(q, q).item() == pytest.approx(math.log(2), abs=1e-15)
+    assert gan.non_saturating_criterion(p.float(), p.float()).dtype == torch.float32
+
+
+def test_the_constant_is_not_constant_in_p_g():
+    """With D* following p_g, E_pg[-log D*] - (KL - 2 JSD) changes with p_g: its derivative along
+    h = (h1, -h1) differs from that of KL(p_g || p_data) - 2 JSD, for p_data uniform on two points."""
+    b1 = sp.Symbol("b1", positive=True)
+    h1, eps = sp.symbols("h1 epsilon", real=True)
+    pts = list(zip([sp.S.Half, sp.S.Half], [b1 + eps * h1, 1 - b1 - eps * h1]))
+    ns = sum(q * sp.log((p + q) / p) for p, q in pts)
+    kl_2jsd = sum(q * sp.log(q / p) - p * sp.log(2 * p / (p + q)) - q * sp.log(2 * q / (p + q)) for p, q in pts)
+    from paperlib.proofs import Derivation
+    wrong = Derivation(sp.diff(ns, eps).subs(eps, 0), assumptions=[(b1, sp.Interval.open(0, 1))],
+                       scope="instance: p_data uniform on two points")
+    wrong.step(sp.diff(kl_2jsd, eps).subs(eps, 0), why="the constant does not depend on p_g")
+    wrong.refute()
+
+
+def test_ns_remainder_exercise_accepts_other_forms_and_rejects_plausible_wrong_answers():
+    assert check_answer("gan-ex-ns-remainder", "(a + b)*log(2) + a*log(a/(a + b))")
+    assert check_answer("gan-ex-ns-remainder", "a*log(2*a/(a + b)) + b*log(2)")
+    for wrong in ("log(4)", "(a + b)*log(2)", "a*log(a/(a + b))", "(a + b)*log(2) - a*log(a/(a + b))"):
+        assert not check_answer("gan-ex-ns-remainder", wrong), wrong

@@ -11,10 +11,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch.distributions import Bernoulli
 
-from paperlib.made import (MADE, SCALES, MaskedLinear, connectivity, direct_mask, hidden_degrees,
-                           hidden_mask, input_degrees, mixture_nll, output_mask)
+from paperlib.made import (MADE, SCALES, MaskedLinear, connectivity, direct_mask, hidden_degrees, hidden_mask, input_degrees, mixture_nll, output_mask)
+from paperlib.maf import MAF, MAFLayer
 from paperlib import answers
 from paperlib.answers import check_answer
+from paperlib.proofs import Derivation
 from paperlib.train import fit
 
 
@@ -285,3 +286,148 @@ def test_update_masks_restores_the_mask_after_load_state_dict():
     for layer, mask in zip(model.layers, masks):
         assert torch.equal(layer.mask, mask)
     assert torch.equal(model.ordering + 1, model.draw_masks(0)[0][0])
+
+
+# ---------------------------------------------------------------- MAFLayer and MAF (prop-made-maf-logdet)
+
+def _jacobian(layer, x):
+    return torch.autograd.functional.jacobian(lambda v: layer(v[None])[0][0], x)
+
+
+def _randomise(module, scale=0.5, seed=0):
+    """Bigger random weights than the default initialisation, so that every entry the masks allow matters."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in module.parameters():
+            p.copy_(scale * torch.randn(p.shape, generator=g, dtype=p.dtype))
+
+
+@settings(max_examples=20, deadline=None)
+@given(d=st.integers(2, 6), hidden=st.lists(st.integers(2, 10), min_size=1, max_size=2),
+       natural=st.booleans(), seed=st.integers(0, 10**6))
+def test_maf_log_det_is_the_slogdet_of_the_autograd_jacobian_and_the_jacobian_is_triangular(
+        d, hidden, natural, seed):
+    layer = MAFLayer(d, hidden, natural_ordering=natural, seed=seed)
+    _randomise(layer, seed=seed)
+    x = torch.randn(3, d, generator=torch.Generator().manual_seed(seed))
+    _, log_det = layer(x)
+    order = torch.argsort(layer.ordering)
+    for n in range(3):
+        jac = _jacobian(layer, x[n])
+        sign, logabsdet = torch.linalg.slogdet(jac)
+        assert sign > 0                                               # the diagonal exp(-alpha_d) is positive
+        torch.testing.assert_close(log_det[n], logabsdet, rtol=0, atol=1e-10)
+        in_order = jac[order][:, order]
+        assert torch.equal(in_order, torch.tril(in_order))            # lower triangular in the ordering
+        # zero exactly where the masks forbid a path: d u_i / d x_j = 0 if x_j comes after x_i
+        assert (jac[allowed(layer.ordering).T & ~torch.eye(d, dtype=torch.bool)] == 0).all()
+
+
+@settings(max_examples=20, deadline=None)
+@given(d=st.integers(2, 6), layers=st.integers(1, 3), natural=st.booleans(), seed=st.integers(0, 10**6))
+def test_inverse_undoes_forward_and_the_log_dets_cancel(d, layers, natural, seed):
+    torch.manual_seed(seed)
+    layer = MAFLayer(d, [12], natural_ordering=natural, seed=seed)
+    _randomise(layer, seed=seed)
+    x = torch.randn(5, d)
+    u, log_det = layer(x)
+    back, inverse_log_det = layer.inverse(u)
+    torch.testing.assert_close(back, x, rtol=0, atol=1e-10)
+    torch.testing.assert_close(inverse_log_det, -log_det, rtol=0, atol=1e-10)
+    x_again, _ = layer.inverse(torch.randn(5, d))
+    torch.testing.assert_close(layer(x_again)[0], layer(layer.inverse(layer(x_again)[0])[0])[0])
+    flow = MAF(d, [12], num_layers=layers, seed=seed)
+    _randomise(flow, scale=0.3, seed=seed)
+    u, log_det = flow(x)
+    back, inverse_log_det = flow.inverse(u)
+    torch.testing.assert_close(back, x, rtol=0, atol=1e-9)
+    torch.testing.assert_close(inverse_log_det, -log_det, rtol=0, atol=1e-9)
+
+
+def test_maf_log_prob_is_the_change_of_variables_and_matches_torch_distributions():
+    torch.manual_seed(0)
+    flow = MAF(3, [10], num_layers=3, seed=4)
+    _randomise(flow, scale=0.4)
+    x = torch.randn(4, 3)
+    base = torch.distributions.Normal(0.0, 1.0)
+    for n in range(4):
+        jac = torch.autograd.functional.jacobian(lambda v: flow(v[None])[0][0], x[n])
+        expected = base.log_prob(flow(x[n:n + 1])[0]).sum() + torch.linalg.slogdet(jac)[1]
+        torch.testing.assert_close(flow.log_prob(x[n:n + 1])[0], expected)
+    # with the weights at zero, one layer is x_d = u_d exp(alpha_d) + mu_d with constant (mu, alpha):
+    # a diagonal Gaussian N(mu_d, exp(2 alpha_d)), which torch.distributions.Normal evaluates
+    single = MAF(3, [10], num_layers=1)
+    layer = single.layers[0]
+    with torch.no_grad():
+        for p in single.parameters():
+            p.zero_()
+        layer.made.layers[-1].bias.copy_(torch.tensor([0.5, -1.0, 2.0]))
+        layer.alpha.bias.copy_(torch.tensor([-0.3, 0.2, 0.7]))
+    reference = torch.distributions.Normal(layer.made.layers[-1].bias, layer.alpha.bias.exp())
+    torch.testing.assert_close(single.log_prob(x), reference.log_prob(x).sum(1))
+    samples = single.sample(20_000, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(samples.mean(0), reference.mean, rtol=0, atol=0.1)
+    torch.testing.assert_close(samples.std(0), reference.stddev, rtol=0.05, atol=0)
+
+
+def test_masks_that_break_the_made_rule_break_the_log_det_formula():
+    """The pitfall: with >= in the output masks u_d reads x_d; with no masks it reads later inputs too.
+    Either way -sum alpha_d is no longer log|det du/dx|, and without masks J is not triangular."""
+    torch.manual_seed(0)
+    x = torch.randn(4)
+    for broken in ("ge", "none"):
+        layer = MAFLayer(4, [16], seed=1)
+        _randomise(layer, seed=2)
+        hidden = layer.made.draw_masks(0)[0][-1]
+        for out in (layer.made.layers[-1], layer.alpha):
+            out.set_mask(hidden_mask(hidden, layer.ordering + 1) if broken == "ge" else torch.ones(4, 16))
+        if broken == "none":
+            layer.made.layers[0].set_mask(torch.ones(16, 4))
+        jac = _jacobian(layer, x)
+        assert abs(layer(x[None])[1][0] - torch.linalg.slogdet(jac)[1]) > 1e-3
+        assert torch.equal(jac, torch.tril(jac)) == (broken == "ge")
+        assert not torch.allclose(layer.inverse(layer(x[None])[0])[0][0], x)   # and the inverse is wrong
+
+
+def test_the_sign_of_the_log_det_and_the_triangle_are_what_the_derivation_needs():
+    """The pitfalls in symbols, D = 2: +sum alpha_d fails the last step, and a conditioner that reads a
+    later input fails 'det = product of the diagonal'."""
+    x_1, x_2 = sp.symbols("x_1 x_2", real=True)
+    alpha_1, mu_1 = sp.symbols("alpha_1 mu_1", real=True)
+    mu_2, alpha_2 = sp.Function("mu_2", real=True)(x_1), sp.Function("alpha_2", real=True)(x_1)
+    u = sp.Matrix([(x_1 - mu_1) * sp.exp(-alpha_1), (x_2 - mu_2) * sp.exp(-alpha_2)])
+    jac = u.jacobian([x_1, x_2])
+    assert jac[0, 1] == 0
+    wrong_sign = Derivation(sp.log(sp.Abs(jac.det())), scope="dimension: d = 2")
+    assert wrong_sign.step(alpha_1 + alpha_2).refute().number == 1
+    # mu_1 reads the later x_2 (alpha_d constant, to keep SymPy quick): J has an entry above the diagonal
+    mu_1_later, mu_2_only = sp.Function("mu_1", real=True)(x_2), sp.Function("mu_2", real=True)(x_1)
+    leaky = sp.Matrix([(x_1 - mu_1_later) * sp.exp(-alpha_1),
+                       (x_2 - mu_2_only) * sp.exp(-alpha_1)]).jacobian([x_1, x_2])
+    assert leaky[0, 1] != 0
+    product = Derivation(leaky.det(), scope="instance: D = 2, mu_1 reading x_2")
+    assert product.step(leaky[0, 0] * leaky[1, 1]).refute().number == 1
+
+
+def test_a_few_maf_steps_lower_the_nll_of_a_two_dimensional_density():
+    g = torch.Generator().manual_seed(0)
+    x_1 = torch.randn(512, generator=g)
+    x = torch.stack([x_1, x_1**2 - 1 + 0.5 * torch.randn(512, generator=g)], 1)
+    torch.manual_seed(0)
+    flow = MAF(2, [16], num_layers=1)
+    before = -flow.log_prob(x).mean().item()
+    optimizer = torch.optim.Adam(flow.parameters(), lr=1e-2)
+    fit(flow, lambda b: -flow.log_prob(b).mean(), x, optimizer, batch_size=128, steps=60, progress=False)
+    assert -flow.log_prob(x).mean().item() < before - 0.3
+
+
+def test_the_maf_log_det_exercise_checker():
+    assert check_answer("made-ex-maf-logdet", "-(alpha_1 + alpha_2)")
+    assert check_answer("made-ex-maf-logdet", "log(exp(-alpha_1)*exp(-alpha_2))")
+    a1, a2 = sp.symbols("alpha_1 alpha_2")
+    assert check_answer("made-ex-maf-logdet", -a2 - a1)
+    assert not check_answer("made-ex-maf-logdet", "alpha_1 + alpha_2")          # the sign
+    assert not check_answer("made-ex-maf-logdet", "exp(-alpha_1 - alpha_2)")    # the determinant, not its log
+    assert not check_answer("made-ex-maf-logdet", "-alpha_2")                   # the constant first layer forgotten
+    assert not check_answer("made-ex-maf-logdet", "-alpha_1*alpha_2")
+    assert not check_answer("made-ex-maf-logdet", None)

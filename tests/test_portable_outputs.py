@@ -49,5 +49,7 @@ def test_the_parameters_cell_sets_the_seed(notebook):
     parameters = [c for c in code_cells(notebook) if "parameters" in c.metadata.get("tags", [])]
     assert len(parameters) == 1, "one cell tagged parameters"
     assert re.search(r"^SEED = 0\b", parameters[0].source, re.M), "parameters must set SEED = 0"
-    setup = "\n".join(c.source for c in code_cells(notebook))
-    assert "seed_everything(SEED" in setup, "training must be seeded from SEED"
+    setup = [c for c in code_cells(notebook) if "setup" in c.metadata.get("tags", [])]
+    assert len(setup) == 1 and re.search(r"^scale, generator, device = chapter\.setup\(QUICK, \w+\.SCALES, SEED\b",
+                                         setup[0].source, re.M), \
+        "the setup cell seeds everything from SEED with chapter.setup(QUICK, <module>.SCALES, SEED)"

@@ -9,8 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from paperlib.answers import check_answer, expected
-from paperlib.resnet import (SCALES, BasicBlock, blocks_per_stage, cifar_resnet, count_parameters,
-                             deepen, gradient_norms, pad_shortcut, stack_jacobian, train)
+from paperlib.resnet import (SCALES, BasicBlock, blocks_per_stage, cifar_resnet, count_parameters, deepen, gradient_norms, pad_shortcut, stack_jacobian, train)
+from paperlib.preact_resnet import PreActBasicBlock, input_gradient_ratio, preact_resnet
 from paperlib.train import error_rate
 
 
@@ -155,3 +155,94 @@ def test_param_count_answer_matches_the_model(depth):
     value, _ = expected("resnet-ex-param-count")
     (n,) = value.free_symbols
     assert value.subs(n, blocks_per_stage(depth)) == count_parameters(cifar_resnet(depth))
+
+
+@pytest.mark.parametrize("stride, in_channels, out_channels", [(1, 4, 4), (2, 4, 8)])
+@pytest.mark.parametrize("training", [True, False])
+def test_preact_block_matches_torch_layers_in_that_order(stride, in_channels, out_channels, training):
+    """BN -> ReLU -> conv -> BN -> ReLU -> conv, from torch's own layers, plus the option-A shortcut."""
+    torch.manual_seed(0)
+    block = PreActBasicBlock(in_channels, out_channels, stride)
+    with torch.no_grad():  # BN scales and shifts away from 1 and 0, so a swapped BN would show
+        for bn in (block.bn1, block.bn2):
+            bn.weight.uniform_(0.5, 1.5), bn.bias.uniform_(-0.5, 0.5)
+            bn.running_mean.uniform_(-0.5, 0.5), bn.running_var.uniform_(0.5, 1.5)
+    nn = torch.nn
+    branch = nn.Sequential(nn.BatchNorm2d(in_channels), nn.ReLU(), nn.Conv2d(in_channels, out_channels, 3, stride, 1, bias=False),
+                           nn.BatchNorm2d(out_channels), nn.ReLU(), nn.Conv2d(out_channels, out_channels, 3, 1, 1, bias=False))
+    for k, name in [(0, "bn1"), (2, "conv1"), (3, "bn2"), (5, "conv2")]:
+        branch[k].load_state_dict(getattr(block, name).state_dict())
+    block.train(training), branch.train(training)
+    x = torch.randn(3, in_channels, 6, 6)
+    shortcut = torch.nn.functional.pad(x[:, :, ::stride, ::stride], (0, 0, 0, 0, 0, out_channels - in_channels))
+    torch.testing.assert_close(block(x), shortcut + branch(x), rtol=0, atol=1e-6)
+
+
+def test_preact_zero_branch_is_the_identity_on_every_input_and_the_original_is_not():
+    block = PreActBasicBlock(4, 4).zero_residual_()
+    x = torch.randn(3, 4, 5, 5)                      # negative entries included
+    assert torch.equal(block(x), x)
+    original = BasicBlock(4, 4).zero_residual_()
+    assert not torch.equal(original(x), x)          # relu(x + 0) clips the negative entries
+
+
+@pytest.mark.parametrize("preact", [True, False])
+def test_a_stack_unrolls_to_its_input_plus_its_branches_only_without_the_relu(preact):
+    """prop-resnet-unrolled on real blocks: x_L = x_0 + sum_i F_i(x_i); the original block breaks it."""
+    torch.manual_seed(0)
+    blocks = [(PreActBasicBlock if preact else BasicBlock)(4, 4).eval() for _ in range(6)]
+    x = torch.randn(2, 4, 5, 5, dtype=torch.float64)
+    for block in blocks:
+        block.double()
+    xs = [x]
+    for block in blocks:
+        xs.append(block(xs[-1]))
+    unrolled = x + sum(block.residual(xi) for block, xi in zip(blocks, xs))
+    assert torch.allclose(xs[-1], unrolled, rtol=1e-12, atol=1e-12) == preact
+
+
+def test_input_gradient_ratio_matches_autograd_and_isolates_the_identity_term():
+    torch.manual_seed(0)
+    blocks = [PreActBasicBlock(4, 4) for _ in range(3)]
+    x = torch.rand(2, 4, 5, 5)
+    # the whole blocks, by hand: the same g from the same generator
+    x0 = x.clone().requires_grad_(True)
+    out = x0
+    for block in blocks:
+        out = block(out)
+    g = torch.randn(out.shape, generator=torch.Generator().manual_seed(7))
+    (by_hand,) = torch.autograd.grad((g * out).sum(), x0)
+    ratio = input_gradient_ratio(blocks, x, generator=torch.Generator().manual_seed(7))
+    assert math.isclose(ratio, (by_hand.norm() / g.norm()).item(), rel_tol=1e-6)
+    # through the shortcuts alone: exactly the identity for pre-activation blocks ...
+    assert input_gradient_ratio(blocks, x, shortcuts_only=True) == 1.0
+    # ... and a 0/1 mask, so at most 1, for the original block with its relu after the addition
+    originals = [BasicBlock(4, 4) for _ in range(10)]
+    assert input_gradient_ratio(originals, torch.randn(2, 4, 5, 5), shortcuts_only=True) < 1.0
+    assert all(p.grad is None for b in blocks + originals for p in b.parameters())
+
+
+def test_preact_resnet_builds_counts_its_parameters_and_backpropagates():
+    torch.manual_seed(0)
+    net = preact_resnet(20, in_channels=1)
+    # the same count as the original network: the first BN of each transition block normalises its
+    # 16 or 32 inputs, not 32 or 64 outputs (-32 - 64), the first block has no BN of its own (-32:
+    # the stem's BN-relu is its pre-activation), and a BN of 64 channels follows the last addition (+128)
+    assert count_parameters(net) == count_parameters(cifar_resnet(20, in_channels=1))
+    assert isinstance(net.blocks()[0].bn1, torch.nn.Identity)
+    assert all(isinstance(b, PreActBasicBlock) for b in net.blocks()) and len(net.blocks()) == 9
+    x, y = torch.randn(8, 1, 8, 8), torch.randint(0, 10, (8,))
+    assert net(x).shape == (8, 10)
+    norms = gradient_norms(net, x, y)
+    assert norms["activations"].shape == (1 + 9,) and torch.isfinite(norms["input"])
+    assert torch.isfinite(norms["weights"]).all() and (norms["weights"] > 0).all()
+
+
+def test_unrolled_three_exercise_rejects_plausible_wrong_answers():
+    label = "resnet-ex-unrolled-three"
+    assert check_answer(label, "a_0 + a_1*(1 + a_0) + a_2*(1 + a_0)*(1 + a_1)")
+    assert check_answer(label, "(1 + a_0)*(1 + a_1)*(1 + a_2) - 1")            # another form
+    assert not check_answer(label, "a_0 + a_1 + a_2")                          # the branches' own slopes
+    assert not check_answer(label, "(1 + a_0)*(1 + a_1)*(1 + a_2)")            # the identity counted too
+    assert not check_answer(label, "a_0*a_1*a_2")
+    assert not check_answer(label, None)

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from paperlib import proofs, stn
+from paperlib import distorted_mnist, proofs, stn
 from paperlib.answers import check_answer
 from paperlib.train import error_rate, fit
 
@@ -76,6 +76,59 @@ def test_the_whole_transformer_matches_torch_including_the_gradient_of_theta(ali
         torch.testing.assert_close(mine, theirs, rtol=1e-5, atol=1e-5)
 
 
+def full_jacobian(sample, theta):
+    """dV/dtheta by autograd, N x C x H' x W' x 2 x 3 (each output only depends on its own theta)."""
+    jac = torch.autograd.functional.jacobian(sample, theta)
+    return torch.stack([jac[n, :, :, :, n] for n in range(len(theta))])
+
+
+@pytest.mark.parametrize("align_corners", [False, True])
+def test_theta_jacobian_equals_autograd_through_ours_and_torch(align_corners):
+    """prop-stn-theta-gradient: eq. (7) times (W/2) g_j (first row) and (H/2) g_j (second row) is the
+    gradient autograd finds through both samplers; the factor from normalised units left out, or
+    taken from the output's size, is not."""
+    g = torch.Generator().manual_seed(2)
+    images = torch.rand(2, 3, 5, 6, generator=g)
+    theta = torch.eye(2, 3) + 0.3 * torch.randn(2, 2, 3, generator=g)
+    size = (2, 3, 4, 7)
+    formula = stn.theta_jacobian(images, theta, size, align_corners)
+    ours = full_jacobian(lambda th: stn.bilinear_sample(
+        images, stn.affine_grid(th, size, align_corners), align_corners), theta)
+    theirs = full_jacobian(lambda th: torch_sample(
+        images, F.affine_grid(th, list(size), align_corners=align_corners), align_corners), theta)
+    assert formula.shape == (2, 3, 4, 7, 2, 3) and (formula != 0).float().mean() > 0.5
+    torch.testing.assert_close(formula, ours, rtol=0, atol=1e-12)
+    torch.testing.assert_close(formula, theirs, rtol=0, atol=1e-12)
+    half = torch.tensor([[6.0], [5.0]]) / 2 if not align_corners else torch.tensor([[5.0], [4.0]]) / 2
+    wrong = {"normalised units": formula / half,
+             "the output's size": formula * torch.tensor([[7 / 6], [4 / 5]]),
+             "the other convention's factor": formula * (half + (0.5 if align_corners else -0.5)) / half}
+    for name, jac in wrong.items():
+        assert (jac - theirs).abs().max() > 0.1, name
+
+
+def test_theta_jacobian_at_the_identity_takes_the_right_derivative_as_autograd_does():
+    """Every sampling point of the identity grid is a pixel centre, a kink; with W = H = 8 no
+    centre rounds below its integer, and the formula, ours and torch's all differentiate from the right."""
+    images = torch.rand(1, 2, 8, 8, generator=torch.Generator().manual_seed(3))
+    theta = torch.eye(2, 3).unsqueeze(0)
+    formula = stn.theta_jacobian(images, theta, images.shape)
+    for sample in (stn.bilinear_sample, torch_sample):
+        torch.testing.assert_close(
+            formula, full_jacobian(lambda th: sample(images, stn.affine_grid(th, images.shape)), theta),
+            rtol=0, atol=1e-12)
+    # the translation theta_13 at the identity: (W/2) (U[:, j + 1] - U[:, j]), zero beyond the last column
+    right = torch.diff(images, dim=-1, append=torch.zeros(1, 2, 8, 1))
+    torch.testing.assert_close(formula[..., 0, 2], 8 / 2 * right)
+
+
+def test_theta_jacobian_of_a_single_pixel_with_align_corners_is_zero():
+    images = torch.rand(1, 1, 1, 1)
+    theta = torch.eye(2, 3).unsqueeze(0) + 0.1
+    assert torch.equal(stn.theta_jacobian(images, theta, (1, 1, 3, 2), align_corners=True),
+                       torch.zeros(1, 1, 3, 2, 2, 3))
+
+
 @pytest.mark.parametrize("align_corners", [False, True])
 def test_identity_theta_reproduces_the_input(align_corners):
     images = torch.rand(3, 2, 6, 10, generator=torch.Generator().manual_seed(1))
@@ -119,19 +172,19 @@ def test_normalised_coordinates_round_trip_to_pixels():
 def test_rotation_turns_content_anticlockwise_and_theta_angle_inverts_it():
     image = torch.zeros(1, 1, 9, 9)
     image[0, 0, 4, 7] = 1.0  # a dot right of the centre
-    turned = stn.rotate(image, torch.tensor([90.0]))
+    turned = distorted_mnist.rotate(image, torch.tensor([90.0]))
     assert torch.nonzero(turned[0, 0] > 0.5).tolist() == [[1, 4]]  # now above the centre
     angles = torch.tensor([-179.0, -90.0, -12.5, 0.0, 33.0, 90.0, 179.0])
     torch.testing.assert_close(stn.theta_angle(stn.rotation_theta(angles)), angles)
-    torch.testing.assert_close(stn.rotate(image, torch.zeros(1)), image)
+    torch.testing.assert_close(distorted_mnist.rotate(image, torch.zeros(1)), image)
     # a scaled rotation has the same angle
     scaled = 0.7 * stn.rotation_theta(angles)
     torch.testing.assert_close(stn.theta_angle(scaled), angles)
 
 
 def test_rotated_mnist_is_deterministic_and_in_range():
-    x, y, degrees = stn.rotated_mnist("test", seed=3)
-    x2, _, degrees2 = stn.rotated_mnist("test", seed=3)
+    x, y, degrees = distorted_mnist.rotated_mnist("test", seed=3)
+    x2, _, degrees2 = distorted_mnist.rotated_mnist("test", seed=3)
     assert x.shape == (500, 1, 28, 28) and y.shape == (500,) and degrees.shape == (500,)
     assert torch.equal(x, x2) and torch.equal(degrees, degrees2)
     assert degrees.abs().max() <= 90 and degrees.std() > 40
@@ -161,7 +214,7 @@ def test_every_model_at_every_scale_builds_and_trains_for_two_steps(name, scale)
     cfg = stn.SCALES[scale]
     torch.manual_seed(0)
     model = stn.build(name, cfg).float()
-    x = torch.rand(2 * cfg["batch_size"], 1, cfg["size"], cfg["size"], dtype=torch.float32)
+    x = torch.rand(2 * cfg["batch_size"], 1, cfg["image_size"], cfg["image_size"], dtype=torch.float32)
     y = torch.randint(0, 10, (len(x),))
     assert model(x[:3]).shape == (3, 10)
     optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=cfg["lr"])
@@ -173,7 +226,7 @@ def test_every_model_at_every_scale_builds_and_trains_for_two_steps(name, scale)
 
 def test_train_is_reproducible():
     cfg = dict(stn.SCALES["quick"], epochs={name: 1 for name in stn.MODELS})
-    x = torch.rand(64, 1, cfg["size"], cfg["size"])
+    x = torch.rand(64, 1, cfg["image_size"], cfg["image_size"])
     y = torch.randint(0, 10, (64,))
     a = stn.train("ST-FCN", cfg, x, y, seed=4)
     b = stn.train("ST-FCN", cfg, x, y, seed=4)
@@ -183,7 +236,7 @@ def test_train_is_reproducible():
 
 def test_the_frozen_control_keeps_theta_at_the_identity_and_the_st_fcn_moves_it():
     cfg = dict(stn.SCALES["quick"], epochs={name: 2 for name in stn.MODELS})
-    x, y = torch.rand(64, 1, cfg["size"], cfg["size"]), torch.randint(0, 10, (64,))
+    x, y = torch.rand(64, 1, cfg["image_size"], cfg["image_size"]), torch.randint(0, 10, (64,))
     identity = torch.eye(2, 3).expand(64, 2, 3)
     frozen = stn.train("ST-FCN" + stn.FROZEN, cfg, x, y, seed=0)
     moving = stn.train("ST-FCN", cfg, x, y, seed=0)
@@ -196,7 +249,7 @@ def test_the_frozen_control_keeps_theta_at_the_identity_and_the_st_fcn_moves_it(
 def test_placement_theta_puts_the_digit_centre_at_the_shift_and_scales_it():
     digit = torch.zeros(1, 1, 28, 28)
     digit[0, 0, 13:15, 13:15] = 1.0   # a 2 x 2 dot at the digit's centre
-    one = lambda degrees, scale, shift: stn.placement_theta(
+    one = lambda degrees, scale, shift: distorted_mnist.placement_theta(
         torch.tensor([degrees]), torch.tensor([scale]), torch.tensor([shift]), 42)
     canvas = stn.bilinear_sample(digit, stn.affine_grid(one(0.0, 1.0, [6.0, -4.0]), (1, 1, 42, 42)))
     rows, cols = torch.nonzero(canvas[0, 0] > 0.5, as_tuple=True)
@@ -213,8 +266,8 @@ def test_placement_theta_puts_the_digit_centre_at_the_shift_and_scales_it():
 
 
 def test_rts_mnist_is_deterministic_and_its_poses_are_in_range():
-    x, y, pose = stn.rts_mnist("test", seed=3)
-    x2, _, pose2 = stn.rts_mnist("test", seed=3)
+    x, y, pose = distorted_mnist.rts_mnist("test", seed=3)
+    x2, _, pose2 = distorted_mnist.rts_mnist("test", seed=3)
     assert x.shape == (500, 1, 42, 42) and y.shape == (500,)
     assert torch.equal(x, x2) and all(torch.equal(pose[k], pose2[k]) for k in pose)
     assert pose["degrees"].abs().max() <= 45 and pose["degrees"].std() > 20
@@ -236,9 +289,9 @@ def test_pose_slopes_are_one_for_a_transformer_that_undoes_the_pose_and_zero_for
     # undoing the pose: A = s R(-alpha), reading at the digit's offset c
     undo = pose["scales"].view(-1, 1, 1) * stn.rotation_theta(-pose["degrees"])[:, :, :2]
     theta = torch.cat([undo, (pose["shifts"] * 2 / 42).unsqueeze(-1)], -1)
-    slopes = stn.pose_slopes(theta, pose, 42)
+    slopes = distorted_mnist.pose_slopes(theta, pose, 42)
     assert slopes == pytest.approx(dict(translation=1.0, rotation=-1.0, scale=1.0), abs=1e-9)
-    still = stn.pose_slopes(torch.eye(2, 3).expand(n, 2, 3), pose, 42)
+    still = distorted_mnist.pose_slopes(torch.eye(2, 3).expand(n, 2, 3), pose, 42)
     assert still == pytest.approx(dict(translation=0.0, rotation=0.0, scale=0.0), abs=1e-9)
 
 
@@ -271,6 +324,14 @@ def test_the_derive_it_yourself_checkers_reject_plausible_wrong_answers():
     assert not check_answer(gradient, "(1 - fx)*(U10 - U00) + fx*(U11 - U01)")  # d/dy
     verdict = check_answer(gradient, "U01 - U00")
     assert "Not quite" in repr(verdict) and "Hint" in repr(verdict)
+    theta_11 = "spatial_transformer-ex-theta-gradient"
+    assert check_answer(theta_11, "(c - (W - 1)/2)*(U_right - U_left)")
+    assert check_answer(theta_11, "W/2*((2*c + 1)/W - 1)*(U_right - U_left)")
+    assert not check_answer(theta_11, "((2*c + 1)/W - 1)*(U_right - U_left)")   # normalised units
+    assert not check_answer(theta_11, "W/2*(U_right - U_left)")                 # theta_13's answer
+    assert not check_answer(theta_11, "(c - W/2)*(U_right - U_left)")           # centre off by half a pixel
+    assert not check_answer(theta_11, "(c - (W - 1)/2)*(U_left - U_right)")     # the sign
+    assert not check_answer(theta_11, None)
 
 
 def test_the_identity_check_fails_when_align_corners_is_mixed():
@@ -328,6 +389,25 @@ def test_the_integer_offset_checks_reach_every_offset_that_matters(chapter, name
     derivation.steps[-1].verdict = None
     with pytest.raises(proofs.StepError):
         derivation.check()
+
+
+@pytest.mark.parametrize("name, number, wrong", [
+    # the grid in normalised units, or with align_corners=True's factor (W - 1)/2
+    ("grid_chain", 3, "g_[j_col]"), ("grid_chain", 3, "(W - 1) / 2 * g_[j_col]"),
+    # the chain with the W/2 left out, with W in place of H, or with the y-difference for x
+    ("first_row", 2, "dV_dx * g_[j_col]"), ("second_row", 2, "dV_dy * W / 2 * g_[j_col]"),
+    ("first_row", 1, "dV_dy * sp.diff(x_pixel, theta_[1, j_col])"),
+])
+def test_the_theta_gradient_checks_fail_on_a_wrong_version(chapter, name, number, wrong):
+    """prop-stn-theta-gradient's derivations, with one step replaced by a plausible wrong one."""
+    right = chapter[name]
+    assert right.checked
+    window = copy.copy(right)                   # the step before it stays, checked already
+    window.start = right.start if number == 1 else right.steps[number - 2].expr
+    window.steps = [copy.copy(right.steps[number - 1])]
+    window.steps[0].expr = sp.sympify(eval(wrong, chapter))  # noqa: S307 - the test's own strings
+    with pytest.raises(proofs.StepError):
+        window.check()
 
 
 @pytest.mark.parametrize("sampler", ["ours", "torch"])

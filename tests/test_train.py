@@ -4,7 +4,8 @@ import pytest
 import torch
 from torch import nn
 
-from paperlib.train import fit, pick_device, seed_everything
+from paperlib.chapter import setup
+from paperlib.train import fit, one_thread, pick_device, seed_everything
 
 
 def test_seeding_makes_runs_repeatable():
@@ -129,3 +130,28 @@ def test_in_a_notebook_the_progress_bar_leaves_one_line_without_timings(monkeypa
     nbval = subprocess.run([sys.executable, "-m", "pytest", str(saved), "--nbval", "-q",
                             "-p", "no:cacheprovider"], capture_output=True, text=True, cwd=tmp_path)
     assert nbval.returncode == 0, nbval.stdout[-2000:]
+
+
+def test_chapter_setup_seeds_picks_the_scale_and_limits_threads_in_quick_mode(capsys):
+    scales = {"quick": {"steps": 5}, "paper": {"steps": 5000}}
+    before = torch.get_num_threads()
+    try:
+        scale, generator, device = setup(True, scales, seed=3, threads=1)
+        assert scale == {"steps": 5} and "scale: quick" in capsys.readouterr().out
+        assert torch.equal(torch.randn(3), (seed_everything(3), torch.randn(3))[1])
+        assert torch.equal(torch.randn(2, generator=generator),
+                           torch.randn(2, generator=torch.Generator().manual_seed(3)))
+        assert device == pick_device() and torch.get_num_threads() == 1
+        torch.set_num_threads(2)
+        assert setup(False, scales)[0] == {"steps": 5000} and torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_one_thread_restores_the_setting_even_after_an_error():
+    before = torch.get_num_threads()
+    with pytest.raises(RuntimeError):
+        with one_thread():
+            assert torch.get_num_threads() == 1
+            raise RuntimeError("inside")
+    assert torch.get_num_threads() == before

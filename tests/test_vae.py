@@ -266,3 +266,102 @@ def test_the_kl_gradient_exercise():
     assert check_answer("vae-ex-kl-gradient", "exp(ell)/2 - 1/2")
     for wrong in ["exp(ell) - 1", "(exp(ell) - ell)/2", "(exp(ell) + 1)/2", "(mu**2 + exp(ell) - 1)/2"]:
         assert not check_answer("vae-ex-kl-gradient", wrong), wrong
+
+
+# --- ELBO surgery, active units and the strong decoder (the posterior-collapse sections)
+
+def _surgery_reference(mu, logvar, z):
+    """The two terms of prop-elbo-surgery at draws z, from torch.distributions."""
+    from torch.distributions import Categorical, MixtureSameFamily
+
+    encoder = Independent(Normal(mu, torch.exp(0.5 * logvar)), 1)
+    aggregate = MixtureSameFamily(Categorical(logits=torch.zeros(len(mu))), encoder)
+    prior = Independent(Normal(torch.zeros(mu.shape[1]), torch.ones(mu.shape[1])), 1)
+    log_aggregate = aggregate.log_prob(z)
+    return (encoder.log_prob(z) - log_aggregate).mean(), (log_aggregate - prior.log_prob(z)).mean()
+
+
+def test_elbo_surgery_matches_torch_distributions():
+    from paperlib.vae import elbo_surgery
+
+    g = torch.Generator().manual_seed(3)
+    mu, logvar = torch.randn(7, 3, generator=g), 0.5 * torch.randn(7, 3, generator=g)
+    info, marginal = elbo_surgery(mu, logvar, samples=1, generator=torch.Generator().manual_seed(5))
+    z = reparameterize(mu, logvar, torch.Generator().manual_seed(5))      # the same draws
+    info_ref, marginal_ref = _surgery_reference(mu, logvar, z)
+    torch.testing.assert_close(info, info_ref, rtol=1e-10, atol=1e-10)
+    torch.testing.assert_close(marginal, marginal_ref, rtol=1e-10, atol=1e-10)
+
+
+def test_elbo_surgery_adds_up_to_the_average_kl_and_respects_log_n():
+    from paperlib.vae import elbo_surgery
+
+    g = torch.Generator().manual_seed(4)
+    mu, logvar = 2 * torch.randn(6, 2, generator=g), torch.randn(6, 2, generator=g) - 1
+    info, marginal = elbo_surgery(mu, logvar, samples=4000, generator=g)
+    assert abs((info + marginal).item() - kl_normal(mu, logvar).mean().item()) < 0.05
+    assert 0 < info.item() <= math.log(6)
+    # the wrong reading of the surgery: the average KL as KL(q(z) || p(z)) alone misses I_q = info
+    assert kl_normal(mu, logvar).mean().item() - marginal.item() > 1.0
+
+
+def test_elbo_surgery_is_zero_when_every_posterior_is_the_prior():
+    from paperlib.vae import elbo_surgery
+
+    zero = torch.zeros(5, 3)
+    info, marginal = elbo_surgery(zero, zero, samples=3, generator=torch.Generator().manual_seed(0))
+    assert abs(info.item()) < 1e-12 and abs(marginal.item()) < 1e-12
+
+
+def test_latent_activity_is_the_variance_of_the_posterior_means():
+    from paperlib.vae import active_units, latent_activity
+
+    g = torch.Generator().manual_seed(6)
+    mu = torch.randn(50, 4, generator=g) * torch.tensor([1.0, 0.3, 0.05, 0.0])
+    torch.testing.assert_close(latent_activity(mu), torch.cov(mu.T).diagonal())
+    assert latent_activity(mu)[3] == 0                                     # a collapsed latent
+    assert active_units(mu) == 2 and active_units(mu, threshold=0.0) == 3
+
+
+def test_autoregressive_vae_logit_i_sees_only_earlier_pixels():
+    from paperlib.vae import AutoregressiveVAE
+
+    model = AutoregressiveVAE(x_dim=6, hidden=5, z_dim=2)
+    with torch.no_grad():
+        model.visible.weight.normal_(generator=torch.Generator().manual_seed(1))
+        model.encoder[0].weight.zero_()                # q(z|x) no longer depends on x
+    x = torch.rand(1, 6, generator=torch.Generator().manual_seed(2))
+    for j in range(6):
+        x_changed = x.clone()
+        x_changed[0, j] = 1 - x[0, j] + 0.5
+        same = [model(v, torch.Generator().manual_seed(0))[0] for v in (x, x_changed)]
+        moved = (same[0] - same[1]).abs()[0] > 1e-9
+        assert not moved[:j + 1].any() and moved[j + 1:].all(), j
+
+
+def test_autoregressive_vae_elbo_matches_torch_distributions():
+    from paperlib.vae import AutoregressiveVAE
+
+    model = AutoregressiveVAE(x_dim=6, hidden=5, z_dim=2)
+    with torch.no_grad():
+        model.visible.weight.normal_(generator=torch.Generator().manual_seed(1))
+    x = torch.rand(4, 6, generator=torch.Generator().manual_seed(2)).round()
+    logits, mu, logvar, _ = model(x, torch.Generator().manual_seed(3))
+    expected = (Independent(Bernoulli(logits=logits), 1).log_prob(x)
+                - kl_divergence(Independent(Normal(mu, torch.exp(0.5 * logvar)), 1),
+                                Independent(Normal(torch.zeros(2), torch.ones(2)), 1)))
+    torch.testing.assert_close(model.elbo(x, generator=torch.Generator().manual_seed(3)), expected)
+    with pytest.raises(NotImplementedError):
+        model.sample(2)
+
+
+def test_the_surgery_exercise():
+    from paperlib.answers import check_answer
+
+    assert check_answer("vae-ex-surgery-info", "log(2) + a*log(a) + (1 - a)*log(1 - a)")
+    assert check_answer("vae-ex-surgery-info", "(a*log(4*a**2) + (1 - a)*log(4*(1 - a)**2))/2")
+    for wrong in ["a*log(a) + (1 - a)*log(1 - a)",            # the log 2 dropped
+                  "log(2) - a*log(a) - (1 - a)*log(1 - a)",   # log 2 + H(a): the sign of the entropy
+                  "0",                                          # KL(q(z) || p(z)) alone: the pitfall
+                  "a*log(2*a)"]:                                # one value of z only
+        assert not check_answer("vae-ex-surgery-info", wrong), wrong

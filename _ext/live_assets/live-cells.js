@@ -29,12 +29,13 @@ if (typeof window === "undefined") {
     t = lap("wheels", t);
     self.postMessage({ progress: "Starting SymPy…" });
     pyodide.FS.mkdirTree("/home/pyodide/live/paperlib");
-    for (const path of ["live_runtime.py", "paperlib/proofs.py", "paperlib/answers.py"]) {
+    for (const path of ["live_runtime.py", "paperlib/_compare.py", "paperlib/proofs.py",
+                        "paperlib/answers.py"]) {
       const text = await (await fetchOk(new URL(path, base))).text();
       pyodide.FS.writeFile("/home/pyodide/live/" + path, text);
     }
     pyodide.FS.writeFile("/home/pyodide/live/paperlib/__init__.py",
-      '"""paperlib in the browser: only proofs.py and answers.py (SymPy and the standard library)."""\n');
+      '"""paperlib in the browser: only _compare.py, proofs.py and answers.py (SymPy and the standard library)."""\n');
     pyodide.runPython("import sys; sys.path.insert(0, '/home/pyodide/live')\n" +
       "import live_runtime; live_runtime.install_ipython_display()\nimport sympy");
     lap("import_sympy", t);
