@@ -4,8 +4,8 @@ Explained, derived and checked in the chapter ``chapters/optimization/adam.ipynb
 functions are the quantities the chapter derives: the bias-correction factors, the faster form's
 step size ``alpha_t`` and ``eps_hat``, the paper's bound on the effective step (section 2.1), and the
 online problem of Reddi et al. (ICLR 2018) on which Adam fails to converge. ``Adam`` is a
-``torch.optim.Optimizer`` written line by line from Algorithm 1, with AMSGrad as an option.
-``train_logreg`` and ``train_vae`` are the chapter's two experiments, shared with the step-size
+``torch.optim.Optimizer`` written line by line from Algorithm 1, with AMSGrad as an option, and
+``AdaMax`` is the paper's section 7.1 (``prop-adamax-limit``). ``train_logreg`` and ``train_vae`` are the chapter's two experiments, shared with the step-size
 sweeps in ``bench/adam_sweep.py`` so that the chapter and the sweep train the same way.
 """
 

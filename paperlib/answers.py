@@ -268,6 +268,24 @@ def _gan_ex_ns_gradient():
 
 # normalizing_flows
 
+@answer("normalizing_flows-ex-radial-2d",
+        hint="at z = (r, 0) the Jacobian is diagonal: differentiate the radius map and the tangential scaling")
+def _normalizing_flows_ex_radial_2d():
+    alpha, r = sp.symbols("alpha r", positive=True)
+    beta = sp.Symbol("beta", real=True)
+    # (1 + beta h)^(d - 1) (1 + beta h + beta h' r) with d = 2, h = 1/(alpha + r), h' = -1/(alpha + r)^2
+    return (1 + beta / (alpha + r)) * (1 + alpha * beta / (alpha + r) ** 2), [beta > -alpha]
+
+
+@answer("normalizing_flows-ex-radial-inverse",
+        hint="multiply by alpha + r to get a quadratic in r, and keep its non-negative root")
+def _normalizing_flows_ex_radial_inverse():
+    alpha, s = sp.symbols("alpha s", positive=True)
+    beta = sp.Symbol("beta", real=True)
+    # r^2 + (alpha + beta - s) r - alpha s = 0, the root r >= 0
+    return (s - alpha - beta + sp.sqrt((alpha + beta - s) ** 2 + 4 * alpha * s)) / 2, [beta > -alpha]
+
+
 @answer("normalizing_flows-ex-planar-1d", hint="differentiate tanh(wz + b) with the chain rule")
 def _normalizing_flows_ex_planar_1d():
     u, w, z, b = sp.symbols("u w z b", real=True)

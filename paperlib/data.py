@@ -162,7 +162,3 @@ def digits() -> tuple[Tensor, Tensor]:
     bunch = load_digits()
     x = torch.from_numpy(bunch.images.astype(np.float32) / 16.0).unsqueeze(1)
     return x, torch.from_numpy(bunch.target).long()
-
-
-# TEMPORARY-MIGRATION: the old name, until the beta-VAE chapter imports paperlib.dsprites.
-from paperlib.dsprites import DSprites  # noqa: E402,F401

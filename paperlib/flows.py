@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.func import functional_call, stack_module_state, vmap
 
-from paperlib._checks import batch, positive_int
+from paperlib._checks import batch, float_tensor, positive_int
 from paperlib.distributions import log_normal, log_standard_normal, nll, reparameterize
 from paperlib.potentials import box_wall, energy
 from paperlib.train import History, fit, one_thread
@@ -138,6 +138,8 @@ def beta_hat(alpha: Tensor, beta: Tensor) -> Tensor:
     In floating point log(1 + e^x) underflows to 0 for very negative x, and -alpha + tiny rounds
     to -alpha: the MARGIN keeps beta_hat + alpha >= MARGIN, up to rounding, as ``u_hat`` does.
     """
+    float_tensor("alpha", alpha)
+    float_tensor("beta", beta)
     # beta_hat = -alpha + m(beta),  m(x) = log(1 + e^x) > 0
     return -alpha + torch.clamp_min(F.softplus(beta), MARGIN)
 

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from paperlib._checks import float_tensor, positive_int
-from paperlib.resnet import WIDTHS, BasicBlock, CifarResNet, pad_shortcut
+from paperlib.resnet import WIDTHS, BasicBlock, CifarResNet, _he_initialise, pad_shortcut
 
 
 class PreActBasicBlock(nn.Module):
@@ -81,12 +81,7 @@ class PreActResNet(CifarResNet):
         self.stages[0][0].bn1 = nn.Identity()
         self.post = nn.Sequential(nn.BatchNorm2d(WIDTHS[-1]) if batchnorm else nn.Identity(),
                                   nn.ReLU())
-        for module in self.stages.modules():
-            if isinstance(module, nn.Conv2d):
-                # He et al. (2015) initialisation, as in CifarResNet
-                nn.init.kaiming_normal_(module.weight, mode="fan_in", nonlinearity="relu")
-                if module.bias is not None:
-                    nn.init.zeros_(module.bias)
+        _he_initialise(self.stages)  # the new blocks, initialised as in CifarResNet
 
 
 def preact_resnet(depth: int, num_classes: int = 10, *, in_channels: int = 3, batchnorm: bool = True,

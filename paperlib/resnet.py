@@ -151,12 +151,7 @@ class CifarResNet(nn.Module):
         self.stages = nn.ModuleList(stages)
         self.post = nn.Identity()  # what follows the last addition: nothing here (BN-relu, pre-activation)
         self.fc = nn.Linear(WIDTHS[-1], num_classes)
-        for module in self.modules():
-            if isinstance(module, nn.Conv2d):
-                # He et al. (2015) initialisation, std = sqrt(2 / (k^2 c)), as the paper uses
-                nn.init.kaiming_normal_(module.weight, mode="fan_in", nonlinearity="relu")
-                if module.bias is not None:
-                    nn.init.zeros_(module.bias)
+        _he_initialise(self)
 
     def blocks(self) -> list[BasicBlock]:
         return [block for stage in self.stages for block in stage]
@@ -170,6 +165,16 @@ class CifarResNet(nn.Module):
             x = stage(x)
         # global average pooling, then the classifier's logits
         return self.fc(self.post(x).mean(dim=(2, 3)))
+
+
+def _he_initialise(model: nn.Module) -> None:
+    """He et al. (2015) initialisation of every convolution, std = sqrt(2 / (k^2 c)), as the paper
+    uses; biases at zero."""
+    for module in model.modules():
+        if isinstance(module, nn.Conv2d):
+            nn.init.kaiming_normal_(module.weight, mode="fan_in", nonlinearity="relu")
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
 
 
 def cifar_resnet(depth: int, plain: bool = False, num_classes: int = 10, *, in_channels: int = 3,

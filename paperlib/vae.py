@@ -172,9 +172,6 @@ SCALES = {
 
 # TEMPORARY-MIGRATION: the old names, until every chapter imports from the home modules.
 from paperlib.distributions import LIKELIHOODS, bernoulli_nll, gaussian_nll  # noqa: E402,F401
-from paperlib.beta_vae import (ConvVAE, active_latents, beta_vae_loss,  # noqa: E402,F401
-                               capacity_loss, capacity_schedule)
-from paperlib.beta_vae import SCALES as BETA_SCALES  # noqa: E402,F401
 
 
 # --- What the KL term pays for: ELBO surgery (Hoffman & Johnson, 2016) and active units (Burda et

@@ -10,8 +10,10 @@ from hypothesis import strategies as st
 from torch.distributions import Bernoulli, Independent, Normal, kl_divergence
 
 from paperlib.answers import check_answer
-from paperlib.vae import (BETA_SCALES, VAE, ConvVAE, active_latents, bernoulli_nll, beta_vae_loss,
-                          capacity_loss, capacity_schedule, kl_normal)
+from paperlib.beta_vae import SCALES as BETA_SCALES
+from paperlib.beta_vae import ConvVAE, active_latents, beta_vae_loss, capacity_loss, capacity_schedule
+from paperlib.distributions import bernoulli_nll, kl_normal
+from paperlib.vae import VAE
 
 
 def batch(seed=0, n=6, side=4, z_dim=3, spread=1.0):

@@ -1,4 +1,4 @@
-"""paperlib.data.DSprites: sizes, index <-> factors, determinism, and factors that move the sprite."""
+"""paperlib.dsprites.DSprites: sizes, index <-> factors, determinism, and factors that move the sprite."""
 
 import math
 

@@ -308,3 +308,131 @@ def test_the_chapters_block_product_check_rejects_a_wrong_corner():
 
     assert matches(I_1 + P.T * U)
     assert not matches(I_1 + 2 * P.T * U)
+
+
+# ---------------------------------------------------------------- radial flows and the free energy
+
+from paperlib.distributions import log_standard_normal  # noqa: E402
+from paperlib.flows import RadialFlow, beta_hat, radial, radial_inverse  # noqa: E402
+
+
+@pytest.mark.parametrize("dim", [1, 2, 3, 5])
+def test_radial_log_det_matches_autograd_jacobian(dim):
+    torch.manual_seed(dim)
+    flow = RadialFlow(dim, init_scale=1.5)
+    z = 2 * torch.randn(6, dim)
+    _, log_det = flow(z)
+    assert log_det.shape == (6,)
+    torch.testing.assert_close(log_det, autograd_log_det(flow, z))
+    # a contracting flow (beta_hat near -alpha) and an expanding one, by the formula and by autograd
+    for b in (-8.0, 3.0):
+        with torch.no_grad():
+            flow.beta.fill_(b)
+        torch.testing.assert_close(flow(z)[1], autograd_log_det(flow, z))
+
+
+@pytest.mark.parametrize("scale", [1e-3, 1.0, 1e3])
+@pytest.mark.parametrize("b", [-10.0, 0.0, 5.0])
+def test_radial_inverse_round_trips(scale, b):
+    torch.manual_seed(0)
+    flow = RadialFlow(3, init_scale=1.0)
+    with torch.no_grad():
+        flow.beta.fill_(b)
+    z = scale * torch.randn(20, 3)
+    z = torch.cat([z, flow.z0.detach().unsqueeze(0)])          # the centre itself
+    z_new, log_det = flow(z)
+    back, inv_log_det = flow.inverse(z_new)
+    torch.testing.assert_close(back, z, atol=1e-10 * scale, rtol=1e-9)
+    torch.testing.assert_close(inv_log_det, -log_det)
+    assert torch.isfinite(log_det).all()
+
+
+def test_radial_stack_density_integrates_to_one():
+    torch.manual_seed(3)
+    stack = NormalizingFlow(2, K=4, init_scale=0.8, layer=RadialFlow)
+    h = 0.1
+    axis = torch.arange(-8 + h / 2, 8, h)
+    grid = torch.cartesian_prod(axis, axis)
+    mass = (stack.log_prob(grid).exp().sum() * h * h).item()
+    assert abs(mass - 1) < 1e-3
+    z0, zK, log_q = stack.sample(50, torch.Generator().manual_seed(0))
+    torch.testing.assert_close(stack.log_prob(zK), log_q)
+
+
+@settings(max_examples=60, deadline=None)
+@given(a=st.floats(-30, 30), b=st.floats(-200, 60))
+def test_beta_hat_always_gives_an_invertible_radial_flow(a, b):
+    alpha = torch.nn.functional.softplus(torch.tensor(a))
+    bh = beta_hat(alpha, torch.tensor(b))
+    # beta_hat + alpha = max(log(1 + e^b), MARGIN) > 0
+    assert bh + alpha >= MARGIN * (1 - 1e-6) - 1e-12 * alpha
+    # the worst point is the centre, where the first factor 1 + beta_hat / alpha is smallest
+    z0 = torch.zeros(2)
+    z = torch.stack([z0, torch.tensor([0.3, -0.2]), torch.tensor([1e3, 0.0])])
+    z_new, log_det = radial(z, z0, alpha, bh)
+    assert torch.isfinite(z_new).all() and torch.isfinite(log_det).all()
+
+
+def test_radial_needs_beta_above_minus_alpha():
+    z, z0 = torch.tensor([[0.1, 0.0]]), torch.zeros(2)
+    with pytest.raises(ValueError, match="^beta: expected beta > -alpha"):
+        radial(z, z0, 0.5, -0.5, validate=True)
+    with pytest.raises(ValueError, match="^alpha"):
+        radial_inverse(z, z0, 0.0, 1.0, validate=True)
+    # at beta = -alpha the determinant vanishes at the centre: log det = -inf there
+    _, log_det = radial(torch.zeros(1, 2), z0, 0.5, -0.5)
+    assert torch.isinf(log_det).all()
+    # beta >= -1 is not enough: alpha = 1/2, beta = -3/4 folds the ray (g(r) < 0 for small r)
+    r = torch.tensor([[1e-3, 0.0]])
+    assert radial(r, z0, 0.5, -0.75)[0][0, 0] < 0
+
+
+def test_radial_flows_fitted_side_by_side_match_the_modules():
+    torch.manual_seed(0)
+    a, b_ = (NormalizingFlow(2, K=3, init_scale=1.0, layer=RadialFlow) for _ in range(2))
+    z = torch.randn(2, 6, 2)
+    zK, log_det = _Stacked([a, b_])(z)
+    for p, f in enumerate((a, b_)):
+        ref = f(z[p])
+        torch.testing.assert_close(zK[p], ref[0])
+        torch.testing.assert_close(log_det[p], ref[1])
+
+
+def test_free_energy_over_q0_equals_the_expectation_over_q_K():
+    """thm-flows-free-energy on planar flows: the q0-side Monte Carlo estimate of F against the
+    q_K-side integral of q_K (ln q_K + U) on a grid, and the + sign on the log-dets fails."""
+    torch.manual_seed(5)
+    flow = NormalizingFlow(2, K=3, init_scale=0.5)
+    h = 0.1
+    axis = torch.arange(-8 + h / 2, 8, h)
+    grid = torch.cartesian_prod(axis, axis)
+    with torch.no_grad():
+        log_q = flow.log_prob(grid)
+        assert abs((log_q.exp().sum() * h * h).item() - 1) < 1e-6
+        U = 0.5 * grid.pow(2).sum(-1)
+        over_q_K = ((log_q.exp() * (log_q + U)).sum() * h * h).item()
+        n = 50_000
+        estimate = free_energy(flow, "normal", n, generator=torch.Generator().manual_seed(0), wall=False).item()
+        z0, zK, _ = flow.sample(n, torch.Generator().manual_seed(0))
+        log_det = flow(z0)[1]
+        plus = (log_standard_normal(z0) + log_det + 0.5 * zK.pow(2).sum(-1)).mean().item()
+    assert abs(estimate - over_q_K) < 0.03
+    assert abs(plus - over_q_K) > 0.1
+
+
+def test_the_radial_exercises_accept_other_forms_and_reject_plausible_wrong_answers():
+    det2, inverse = "normalizing_flows-ex-radial-2d", "normalizing_flows-ex-radial-inverse"
+    assert not check_answer(det2, None) and not check_answer(inverse, None)
+    for right in ["(1 + beta/(alpha + r))*(1 + beta/(alpha + r) - beta*r/(alpha + r)**2)",
+                  "(alpha + r + beta)*((alpha + r)**2 + alpha*beta)/(alpha + r)**3"]:
+        assert check_answer(det2, right), right
+    for wrong in ["(1 + beta/(alpha + r))**2*(1 + alpha*beta/(alpha + r)**2)",   # exponent d
+                  "(1 + beta/(alpha + r))*(1 + beta/(alpha + r) + beta*r/(alpha + r)**2)",  # sign of h'
+                  "(1 + beta/(alpha + r))**2"]:
+        assert not check_answer(det2, wrong), wrong
+    for right in ["(s - alpha - beta + sqrt((alpha + beta - s)**2 + 4*alpha*s))/2",
+                  "2*alpha*s/(alpha + beta - s + sqrt((alpha + beta - s)**2 + 4*alpha*s))"]:
+        assert check_answer(inverse, right), right
+    for wrong in ["(s - alpha - beta - sqrt((alpha + beta - s)**2 + 4*alpha*s))/2",   # the negative root
+                  "s - beta", "s*(alpha + s)/(alpha + s + beta)"]:
+        assert not check_answer(inverse, wrong), wrong
