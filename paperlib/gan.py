@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from paperlib._checks import float_tensor, positive_int, same_shape
+from paperlib._checks import batch, float_tensor, positive_int, same_shape
 from paperlib.train import History, finite_loss
 
 LOSSES = ("minimax", "non_saturating")
@@ -195,9 +195,7 @@ class Generator(nn.Module):
         self.net = nn.Sequential(*layers)
 
     def forward(self, z: Tensor) -> Tensor:
-        if z.dim() != 2 or z.shape[1] != self.z_dim:
-            raise ValueError(f"z: expected N x {self.z_dim}, got {tuple(z.shape)}")
-        return self.net(z)
+        return self.net(batch("z", z, self.z_dim))
 
     def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
         """G(z) for n draws z ~ N(0, I)."""
@@ -235,9 +233,7 @@ class Discriminator(nn.Module):
         self.net = nn.Sequential(*layers)
 
     def forward(self, x: Tensor) -> Tensor:
-        if x.dim() != 2 or x.shape[1] != self.x_dim:
-            raise ValueError(f"x: expected N x {self.x_dim}, got {tuple(x.shape)}")
-        return self.net((x - self.centre) / self.scale).squeeze(-1)
+        return self.net((batch("x", x, self.x_dim) - self.centre) / self.scale).squeeze(-1)
 
     @torch.no_grad()
     def prob(self, x: Tensor) -> Tensor:

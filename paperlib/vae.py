@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from paperlib._checks import positive_int, same_shape
+from paperlib._checks import float_tensor, loss_weight, positive_int, same_shape
 from paperlib.distributions import (check_likelihood, kl_normal, log_normal, log_standard_normal,
                                     nll, reparameterize)
 
@@ -170,15 +170,8 @@ SCALES = {
 }
 
 
-# TEMPORARY-MIGRATION: the old names, until every chapter imports from the home modules.
-from paperlib.distributions import LIKELIHOODS, bernoulli_nll, gaussian_nll  # noqa: E402,F401
-
-
 # --- What the KL term pays for: ELBO surgery (Hoffman & Johnson, 2016) and active units (Burda et
 # al., 2016). Explained, derived and checked in ``chapters/generative/vae.ipynb``.
-
-from paperlib._checks import float_tensor, loss_weight  # noqa: E402
-
 
 def elbo_surgery(mu: Tensor, logvar: Tensor, samples: int = 10,
                  generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:

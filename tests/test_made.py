@@ -222,14 +222,14 @@ def test_a_few_training_steps_lower_the_nll_and_the_paper_config_builds():
     cfg = SCALES["paper"]
     paper = MADE(784, [cfg["hidden"]], num_masks=cfg["num_masks"]).float()
     xs = (torch.rand(8, 784) < 0.3).float()
-    opt = torch.optim.Adam(paper.parameters(), lr=cfg["lr"])
-    for _ in range(2):
+
+    def paper_loss(batch):
         paper.update_masks()
-        step = paper.loss(xs)
-        opt.zero_grad()
-        step.backward()
-        opt.step()
-        assert math.isfinite(step.item())
+        return paper.loss(batch)
+
+    history = fit(paper, paper_loss, xs, torch.optim.Adam(paper.parameters(), lr=cfg["lr"]), steps=2,
+                  batch_size=4, progress=False)
+    assert len(history.step_loss) == 2 and all(map(math.isfinite, history.step_loss))
 
 
 def test_the_chapter_exercise_checkers_reject_plausible_wrong_answers():

@@ -9,8 +9,8 @@ from hypothesis import strategies as st
 from torch.distributions import Bernoulli, Independent, Normal, kl_divergence
 
 from paperlib.train import fit
-from paperlib.vae import (SCALES, VAE, bernoulli_nll, elbo, gaussian_nll, iw_bound, kl_normal,
-                          log_normal, reparameterize)
+from paperlib.distributions import bernoulli_nll, gaussian_nll, kl_normal, log_normal, reparameterize
+from paperlib.vae import SCALES, VAE, elbo, iw_bound
 
 
 
