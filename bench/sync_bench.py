@@ -70,7 +70,7 @@ def main() -> None:
 
     def flow_steps(n: int = 50) -> None:
         for _ in range(n):
-            loss = flows.free_energy(flow, 2, 256, generator=generator)
+            loss = potentials.free_energy(flow, 2, 256, generator=generator)
             flow_opt.zero_grad(set_to_none=True)
             loss.backward()
             flow_opt.step()

@@ -1,28 +1,24 @@
 """Planar normalizing flows: Rezende & Mohamed, "Variational Inference with Normalizing Flows" (ICML 2015).
 
 Explained, derived and checked in the chapter ``chapters/generative/normalizing_flows.ipynb``.
-The pure functions (``m``, ``u_hat``, ``planar``, ``planar_inverse``, ``free_energy``) are what
-the chapter derives; ``PlanarFlow`` and ``NormalizingFlow`` wrap them as modules, ``fit_flows``
-fits flows to the targets of ``paperlib.potentials``, and ``FlowVAE`` is
+The pure functions (``m``, ``u_hat``, ``planar``, ``planar_inverse``) are what the chapter derives;
+``FlowLayer`` is what every flow layer provides (the radial flows of ``paperlib.radial_flows``
+too), ``PlanarFlow`` and ``NormalizingFlow`` wrap the maths as modules, and ``FlowVAE`` is
 :class:`paperlib.vae.VAE` with a stack of planar flows between the encoder and the decoder. Every
 flow returns ``(z, log_det)`` from ``forward`` and has an ``inverse``. All log-densities are in
-nats, one value per example.
+nats, one value per example. Fitting flows to the paper's Table 1 targets is
+``paperlib.potentials``.
 """
 
 from __future__ import annotations
 
-import copy
-import itertools
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.func import functional_call, stack_module_state, vmap
 
-from paperlib._checks import batch, float_tensor, positive_int
+from paperlib._checks import batch, positive_int
 from paperlib.distributions import log_normal, log_standard_normal, nll, reparameterize
-from paperlib.potentials import box_wall, energy
-from paperlib.train import History, fit, one_thread
 from paperlib.vae import VAE
 
 # The tanh planar flow needs w^T u > -1 strictly; u_hat keeps w^T u_hat >= -1 + MARGIN, because in
@@ -101,157 +97,62 @@ def planar_inverse(z_new: Tensor, u: Tensor, w: Tensor, b: Tensor | float,
     return z_new - u * torch.tanh(a + b).unsqueeze(-1)
 
 
-class PlanarFlow(nn.Module):
-    """f(z) = z + u_hat h(w^T z + b) with h = tanh; u and w of shape [dim], b a scalar."""
+class FlowLayer(nn.Module):
+    """One layer of a flow on R^d: ``forward(z)`` returns (f(z), log|det df/dz|) per example and
+    ``inverse(z)`` returns (f^{-1}(z), log|det df^{-1}/dz|). A layer defines ``_map`` (f and its
+    log-determinant) and ``_solve`` (f^{-1}); the checks and the inverse's log-determinant are here."""
 
-    def __init__(self, dim: int, init_scale: float = 0.1):
+    def __init__(self, d: int, init_scale: float = 0.1):
         super().__init__()
-        positive_int("dim", dim)
+        positive_int("d", d)
         if not init_scale >= 0:
             raise ValueError(f"init_scale: expected a non-negative number, got {init_scale!r}")
-        self.dim = dim
-        self.u = nn.Parameter(init_scale * torch.randn(dim))
-        self.w = nn.Parameter(init_scale * torch.randn(dim))
+        self.d = d
+
+    def forward(self, z: Tensor) -> tuple[Tensor, Tensor]:
+        return self._map(batch("z", z, self.d))
+
+    def inverse(self, z: Tensor) -> tuple[Tensor, Tensor]:
+        """(f^{-1}(z), log|det d f^{-1}/dz|) = (z_0, -log|det df/dz_0|) at z_0 = f^{-1}(z)."""
+        z_0 = self._solve(batch("z", z, self.d))
+        return z_0, -self._map(z_0)[1]
+
+
+class PlanarFlow(FlowLayer):
+    """f(z) = z + u_hat h(w^T z + b) with h = tanh; u and w of shape [d], b a scalar."""
+
+    def __init__(self, d: int, init_scale: float = 0.1):
+        super().__init__(d, init_scale)
+        self.u = nn.Parameter(init_scale * torch.randn(d))
+        self.w = nn.Parameter(init_scale * torch.randn(d))
         self.b = nn.Parameter(torch.zeros(()))
 
     @property
     def u_hat(self) -> Tensor:
         return u_hat(self.u, self.w)
 
-    def forward(self, z: Tensor) -> tuple[Tensor, Tensor]:
-        batch("z", z, self.dim)
+    def _map(self, z: Tensor) -> tuple[Tensor, Tensor]:
         return planar(z, self.u_hat, self.w, self.b)
 
-    def inverse(self, z: Tensor) -> tuple[Tensor, Tensor]:
-        """(f^{-1}(z), log|det d f^{-1}/dz|) = (z0, -log|det df/dz0|)."""
-        batch("z", z, self.dim)
-        z0 = planar_inverse(z, self.u_hat, self.w, self.b)
-        return z0, -planar(z0, self.u_hat, self.w, self.b)[1]
-
-
-# ---------------------------------------------------------------- radial flows (eq. 14, appendix A.2)
-
-def beta_hat(alpha: Tensor, beta: Tensor) -> Tensor:
-    """The reparameterised beta_hat = -alpha + max(m(beta), MARGIN) > -alpha, with the radial
-    flow's m(x) = log(1 + e^x) (appendix A.2; ``prop-flows-radial-invertible``).
-
-    In floating point log(1 + e^x) underflows to 0 for very negative x, and -alpha + tiny rounds
-    to -alpha: the MARGIN keeps beta_hat + alpha >= MARGIN, up to rounding, as ``u_hat`` does.
-    """
-    float_tensor("alpha", alpha)
-    float_tensor("beta", beta)
-    # beta_hat = -alpha + m(beta),  m(x) = log(1 + e^x) > 0
-    return -alpha + torch.clamp_min(F.softplus(beta), MARGIN)
-
-
-def radial(z: Tensor, z0: Tensor, alpha: Tensor | float, beta: Tensor | float, *,
-           validate: bool = False) -> tuple[Tensor, Tensor]:
-    """One radial flow f(z) = z + beta h(alpha, r)(z - z0) and log|det df/dz| per example
-    (``lem-flows-radial-determinant``).
-
-    Needs alpha > 0 and beta > -alpha, strictly (pass ``beta_hat(alpha, beta)``): below -alpha the
-    map folds every ray through z0, and at beta = -alpha its Jacobian is singular at z0.
-    ``validate=True`` raises a ``ValueError`` for such parameters; it reads them back from the
-    device, so the flows, which pass ``beta_hat``, leave it off.
-    """
-    alpha, beta = torch.as_tensor(alpha, dtype=z.dtype), torch.as_tensor(beta, dtype=z.dtype)
-    if validate and not bool((alpha > 0).all()):
-        raise ValueError(f"alpha: expected alpha > 0, got {alpha.min().item():.4g}")
-    if validate and not bool((beta > -alpha).all()):
-        raise ValueError("beta: expected beta > -alpha for an invertible radial flow with a finite "
-                         "log-determinant; pass beta_hat(alpha, beta)")
-    d = z.shape[-1]
-    diff = z - z0
-    # r = |z - z0|
-    r = torch.linalg.vector_norm(diff, dim=-1, keepdim=True)
-    # h(alpha, r) = 1 / (alpha + r),  h'(alpha, r) = -1 / (alpha + r)^2
-    h = 1 / (alpha + r)
-    h_prime = -h**2
-    # f(z) = z + beta h(alpha, r)(z - z0)
-    z_new = z + beta * h * diff
-    # log|det df/dz| = (d - 1) log(1 + beta h) + log(1 + beta h + beta h' r)   (eq. 14)
-    log_det = (d - 1) * torch.log1p(beta * h) + torch.log1p(beta * h + beta * h_prime * r)
-    return z_new, log_det.squeeze(-1)
-
-
-def radial_inverse(z_new: Tensor, z0: Tensor, alpha: Tensor | float, beta: Tensor | float, *,
-                   validate: bool = False) -> Tensor:
-    """Solve z + beta h(alpha, r)(z - z0) = z_new for z (alpha > 0, beta > -alpha).
-
-    The flow moves z along the ray from z0 through z, so z_new - z0 points the same way and only
-    the radius changes: s = |z_new - z0| = r (1 + beta / (alpha + r)). That scalar equation is the
-    quadratic r^2 + (alpha + beta - s) r - alpha s = 0, whose one root r >= 0 is computed in a form
-    free of cancellation (``prop-flows-radial-invertible``). ``validate`` as in :func:`radial`.
-    """
-    alpha, beta = torch.as_tensor(alpha, dtype=z_new.dtype), torch.as_tensor(beta, dtype=z_new.dtype)
-    if validate and not bool((alpha > 0).all()):
-        raise ValueError(f"alpha: expected alpha > 0, got {alpha.min().item():.4g}")
-    if validate and not bool((beta > -alpha).all()):
-        raise ValueError("beta: expected beta > -alpha for an invertible radial flow; "
-                         "pass beta_hat(alpha, beta)")
-    diff = z_new - z0
-    s = torch.linalg.vector_norm(diff, dim=-1, keepdim=True)
-    # r^2 + B r - alpha s = 0 with B = alpha + beta - s: r = (-B + sqrt(B^2 + 4 alpha s)) / 2
-    B = alpha + beta - s
-    root = torch.sqrt(B**2 + 4 * alpha * s)
-    r = torch.where(B > 0, 2 * alpha * s / (B + root), (root - B) / 2)
-    # z - z0 = (z_new - z0) / (1 + beta h(alpha, r)) = (z_new - z0)(alpha + r) / (alpha + r + beta)
-    return z0 + diff * (alpha + r) / (alpha + r + beta)
-
-
-class RadialFlow(nn.Module):
-    """f(z) = z + beta_hat h(alpha, r)(z - z0) with h = 1/(alpha + r), r = |z - z0|: z0 of shape
-    [dim]; alpha = log(1 + e^a) > 0 from a free scalar a, and beta_hat from a free scalar beta.
-
-    The paper takes alpha > 0 and beta_hat = -alpha + log(1 + e^beta) (appendix A.2); the softplus
-    for alpha is this module's choice. ``NormalizingFlow(dim, K, layer=RadialFlow)`` stacks them.
-    """
-
-    def __init__(self, dim: int, init_scale: float = 0.1):
-        super().__init__()
-        positive_int("dim", dim)
-        if not init_scale >= 0:
-            raise ValueError(f"init_scale: expected a non-negative number, got {init_scale!r}")
-        self.dim = dim
-        self.z0 = nn.Parameter(init_scale * torch.randn(dim))
-        self.a = nn.Parameter(init_scale * torch.randn(()))
-        self.beta = nn.Parameter(init_scale * torch.randn(()))
-
-    @property
-    def alpha(self) -> Tensor:
-        # alpha = log(1 + e^a) > 0
-        return F.softplus(self.a)
-
-    @property
-    def beta_hat(self) -> Tensor:
-        return beta_hat(self.alpha, self.beta)
-
-    def forward(self, z: Tensor) -> tuple[Tensor, Tensor]:
-        batch("z", z, self.dim)
-        return radial(z, self.z0, self.alpha, self.beta_hat)
-
-    def inverse(self, z: Tensor) -> tuple[Tensor, Tensor]:
-        """(f^{-1}(z), log|det d f^{-1}/dz|) = (z0, -log|det df/dz0|)."""
-        batch("z", z, self.dim)
-        z_back = radial_inverse(z, self.z0, self.alpha, self.beta_hat)
-        return z_back, -radial(z_back, self.z0, self.alpha, self.beta_hat)[1]
+    def _solve(self, z: Tensor) -> Tensor:
+        return planar_inverse(z, self.u_hat, self.w, self.b)
 
 
 class NormalizingFlow(nn.Module):
     """q_K: a standard-normal base q_0 = N(0, I) pushed through K flows (planar unless ``layer``
-    names another flow with the same constructor, ``layer(dim, init_scale)``)."""
+    names another :class:`FlowLayer`, built as ``layer(d, init_scale)``)."""
 
-    def __init__(self, dim: int, K: int, init_scale: float = 0.1, layer: type[nn.Module] = PlanarFlow):
+    def __init__(self, d: int, K: int, init_scale: float = 0.1, layer: type[FlowLayer] = PlanarFlow):
         super().__init__()
         if not isinstance(K, int) or isinstance(K, bool) or K < 0:
             raise ValueError(f"K: expected a non-negative integer number of flows, got {K!r}")
-        positive_int("dim", dim)
-        self.dim = dim
-        self.flows = nn.ModuleList(layer(dim, init_scale) for _ in range(K))
+        positive_int("d", d)
+        self.d = d
+        self.flows = nn.ModuleList(layer(d, init_scale) for _ in range(K))
 
     def forward(self, z: Tensor) -> tuple[Tensor, Tensor]:
         """z_K = f_K o ... o f_1(z_0) and sum_k log|det df_k/dz_{k-1}| (shape [N])."""
-        batch("z", z, self.dim)
+        batch("z", z, self.d)
         log_det = torch.zeros(len(z), dtype=z.dtype, device=z.device)
         for flow in self.flows:
             z, step = flow(z)
@@ -261,7 +162,7 @@ class NormalizingFlow(nn.Module):
 
     def inverse(self, z: Tensor) -> tuple[Tensor, Tensor]:
         """z_0 = f_1^{-1} o ... o f_K^{-1}(z_K) and log|det dz_0/dz_K|."""
-        batch("z", z, self.dim)
+        batch("z", z, self.d)
         log_det = torch.zeros(len(z), dtype=z.dtype, device=z.device)
         for flow in reversed(self.flows):
             z, step = flow.inverse(z)
@@ -276,7 +177,7 @@ class NormalizingFlow(nn.Module):
         """(z_0, z_K, ln q_K(z_K)) for n draws z_0 ~ q_0."""
         positive_int("n", n)
         like = next(self.parameters(), torch.zeros(()))
-        z0 = torch.randn(n, self.dim, generator=generator, dtype=like.dtype,
+        z0 = torch.randn(n, self.d, generator=generator, dtype=like.dtype,
                          device=generator.device if generator is not None else like.device)
         z0 = z0.to(like.device)
         zK, log_det = self(z0)
@@ -287,91 +188,6 @@ class NormalizingFlow(nn.Module):
         """ln q_K(z), through the inverse: ln q_0(f^{-1}(z)) + ln|det d f^{-1}/dz|."""
         z0, log_det = self.inverse(z)
         return self.base_log_prob(z0) + log_det
-
-
-def annealed_beta(step: int, anneal_steps: int) -> float:
-    """beta_t = min(1, 0.01 + t / anneal_steps): the paper uses anneal_steps = 10,000."""
-    if not anneal_steps > 0:
-        raise ValueError(f"anneal_steps: expected a positive number of steps, got {anneal_steps!r}")
-    return min(1.0, 0.01 + step / anneal_steps)
-
-
-def free_energy(flow: NormalizingFlow, k: int | str, n: int, beta: float = 1.0,
-                generator: torch.Generator | None = None, wall: bool = True) -> Tensor:
-    """Monte Carlo estimate of F = E_q0[ln q0(z0)] - E_q0[sum ln|det|] + beta E_q0[U(z_K)].
-
-    With beta = 1 this is KL(q_K || p) - ln Z. ``wall`` adds :func:`box_wall` to U, confining
-    q_K to the box where the target lives.
-    """
-    if not beta >= 0:
-        raise ValueError(f"beta: expected a non-negative inverse temperature, got {beta!r}")
-    z0, zK, log_q = flow.sample(n, generator)
-    U = energy(k, zK) + (box_wall(zK) if wall else 0.0)
-    # F = E[ln q_K(z_K)] + beta E[U(z_K)],  ln q_K(z_K) = ln q_0(z_0) - sum_k ln|det J_k|
-    return (log_q + beta * U).mean()
-
-
-def fit_flows(flows: list[NormalizingFlow], targets: list[int | str], steps: int,
-              batch_size: int = 256, lr: float = 3e-2, anneal_steps: int | None = None,
-              generator: torch.Generator | None = None, wall: bool = True) -> History:
-    """Fit ``flows[i]`` to exp(-U_{targets[i]}) with Adam for ``steps`` steps, all at once.
-
-    Each flow minimises its own annealed free energy (:func:`free_energy` with beta_t from
-    :func:`annealed_beta`). The flows share one architecture and no parameters, and Adam acts
-    elementwise, so fitting them side by side, with ``torch.func.vmap`` over one flow's forward,
-    is the same as fitting them one by one, only faster. The fitted parameters are copied back
-    into ``flows``; the history records the sum of the free energies.
-    """
-    positive_int("steps", steps)
-    positive_int("batch_size", batch_size)
-    if not flows or len(flows) != len(targets):
-        raise ValueError(f"targets: expected one target per flow ({len(flows)}), got {targets!r}")
-    if len({str(flow) for flow in flows}) != 1:
-        raise ValueError("flows: expected flows of one architecture (same dim, K and layer type)")
-    stacked = _Stacked(flows)
-    anneal = anneal_steps if anneal_steps is not None else max(1, steps // 2)
-    step = itertools.count()
-
-    def summed_free_energy() -> Tensor:
-        z0 = torch.randn(len(flows), batch_size, flows[0].dim, generator=generator)
-        zK, log_det = stacked(z0)
-        U = torch.stack([energy(k, z) + (box_wall(z) if wall else 0.0) for k, z in zip(targets, zK)])
-        # ln q_K(z_K) = ln q_0(z_0) - sum_k ln|det J_k|
-        log_q = log_standard_normal(z0) - log_det
-        # each flow's F = E[ln q_K(z_K)] + beta_t E[U(z_K)], summed over the independent flows
-        return (log_q + annealed_beta(next(step), anneal) * U).mean(1).sum()
-
-    with one_thread():
-        history = fit(stacked, summed_free_energy, None, torch.optim.Adam(stacked.parameters(), lr=lr),
-                      steps=steps, progress=False)
-    stacked.copy_to(flows)
-    return history
-
-
-class _Stacked(nn.Module):
-    """P flows of one architecture as one module: their parameters stacked along a new first
-    dimension, and ``forward`` maps z [P, N, d] through flow p for each p with ``vmap``."""
-
-    def __init__(self, flows: list[NormalizingFlow]):
-        super().__init__()
-        params, _ = stack_module_state(flows)
-        self.names = list(params)
-        self.stacked = nn.ParameterList(nn.Parameter(p.detach().clone()) for p in params.values())
-        self.skeleton = [copy.deepcopy(flows[0]).to("meta")]  # a list: not a submodule
-
-    def forward(self, z0: Tensor) -> tuple[Tensor, Tensor]:
-        def one_flow(params: list[Tensor], z: Tensor) -> tuple[Tensor, Tensor]:
-            return functional_call(self.skeleton[0], dict(zip(self.names, params)), (z,))
-
-        return vmap(one_flow)(list(self.stacked), z0)
-
-    @torch.no_grad()
-    def copy_to(self, flows: list[NormalizingFlow]) -> None:
-        for p, flow in enumerate(flows):
-            state = flow.state_dict()
-            for name, value in zip(self.names, self.stacked):
-                state[name].copy_(value[p])
-            flow.eval()
 
 
 # ---------------------------------------------------------------- a VAE with flows (section 4)
