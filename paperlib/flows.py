@@ -13,11 +13,13 @@ nats, one value per example. Fitting flows to the paper's Table 1 targets is
 from __future__ import annotations
 
 
+from collections.abc import Iterable
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from paperlib._checks import batch, positive_int
+from paperlib._checks import batch, float_tensor, positive_int
 from paperlib.distributions import log_normal, log_standard_normal, nll, reparameterize
 from paperlib.vae import VAE
 
@@ -138,6 +140,19 @@ class PlanarFlow(FlowLayer):
         return planar_inverse(z, self.u_hat, self.w, self.b)
 
 
+def compose(layers: Iterable[nn.Module], z: Tensor, inverse: bool = False) -> tuple[Tensor, Tensor]:
+    """z through ``layers`` in order, f_K o ... o f_1, or through their inverses from the last layer
+    back, with the sum of the log-determinants: each layer returns (z, log_det) from ``forward`` and
+    from ``inverse``, as every flow of the book does."""
+    float_tensor("z", z, 2)
+    log_det = torch.zeros(len(z), dtype=z.dtype, device=z.device)
+    for layer in (reversed(list(layers)) if inverse else layers):
+        z, step = layer.inverse(z) if inverse else layer(z)
+        # log-determinants of a composition add
+        log_det = log_det + step
+    return z, log_det
+
+
 class NormalizingFlow(nn.Module):
     """q_K: a standard-normal base q_0 = N(0, I) pushed through K flows (planar unless ``layer``
     names another :class:`FlowLayer`, built as ``layer(d, init_scale)``)."""
@@ -152,22 +167,11 @@ class NormalizingFlow(nn.Module):
 
     def forward(self, z: Tensor) -> tuple[Tensor, Tensor]:
         """z_K = f_K o ... o f_1(z_0) and sum_k log|det df_k/dz_{k-1}| (shape [N])."""
-        batch("z", z, self.d)
-        log_det = torch.zeros(len(z), dtype=z.dtype, device=z.device)
-        for flow in self.flows:
-            z, step = flow(z)
-            # log-determinants of a composition add
-            log_det = log_det + step
-        return z, log_det
+        return compose(self.flows, batch("z", z, self.d))
 
     def inverse(self, z: Tensor) -> tuple[Tensor, Tensor]:
         """z_0 = f_1^{-1} o ... o f_K^{-1}(z_K) and log|det dz_0/dz_K|."""
-        batch("z", z, self.d)
-        log_det = torch.zeros(len(z), dtype=z.dtype, device=z.device)
-        for flow in reversed(self.flows):
-            z, step = flow.inverse(z)
-            log_det = log_det + step
-        return z, log_det
+        return compose(self.flows, batch("z", z, self.d), inverse=True)
 
     def base_log_prob(self, z0: Tensor) -> Tensor:
         return log_standard_normal(z0)

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from paperlib._checks import batch, float_tensor, positive_int, same_shape
-from paperlib.train import History, finite_loss
+from paperlib.train import History, gradient_step
 
 LOSSES = ("minimax", "non_saturating")
 
@@ -277,15 +277,9 @@ def train_gan(G: Generator, D: Discriminator, real: Callable[[int], Tensor], ste
             with torch.no_grad():
                 fake = G.sample(batch_size, generator)
             d_loss = discriminator_loss(D(real(batch_size)), D(fake))
-            d_value = finite_loss(d_loss, f"step {step} (discriminator)")
-            opt_d.zero_grad(set_to_none=True)
-            d_loss.backward()
-            opt_d.step()
+            d_value = gradient_step(opt_d, d_loss, f"step {step} (discriminator)")
         g_loss = g_loss_fn(D(G.sample(batch_size, generator)))
-        g_value = finite_loss(g_loss, f"step {step} (generator)")
-        opt_g.zero_grad(set_to_none=True)
-        g_loss.backward()
-        opt_g.step()
+        g_value = gradient_step(opt_g, g_loss, f"step {step} (generator)")
         history.discriminator.step_loss.append(d_value)
         history.generator.step_loss.append(g_value)
         if record is not None and every and (step % every == 0 or step == steps):

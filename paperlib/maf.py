@@ -14,6 +14,7 @@ from torch import Tensor, nn
 
 from paperlib._checks import batch, positive_int
 from paperlib.distributions import log_standard_normal
+from paperlib.flows import compose
 from paperlib.made import MADE, MaskedLinear
 
 
@@ -70,39 +71,39 @@ class MAFLayer(nn.Module):
         return x, alpha.sum(1)
 
 
+class Reverse(nn.Module):
+    """The coordinates in reverse order: a permutation, so |det| = 1 (log det 0); its own inverse."""
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        return x.flip(1), x.new_zeros(len(x))
+
+    inverse = forward
+
+
 class MAF(nn.Module):
     """A masked autoregressive flow: ``num_layers`` :class:`MAFLayer` s on a standard-normal base.
 
-    The order is reversed between layers (a permutation, |det| = 1), so that each dimension is
-    conditioned on the others somewhere in the stack.
+    The order is reversed between layers (:class:`Reverse`), so that each dimension is conditioned
+    on the others somewhere in the stack.
     """
 
     def __init__(self, d: int, hidden_sizes: list[int] | tuple[int, ...], num_layers: int = 2, seed: int = 0):
         super().__init__()
         positive_int("num_layers", num_layers)
         self.d = d
-        self.layers = nn.ModuleList(MAFLayer(d, hidden_sizes, seed=seed + k) for k in range(num_layers))
+        layers: list[nn.Module] = []
+        for k in range(num_layers):
+            layers += [Reverse()] if k else []
+            layers.append(MAFLayer(d, hidden_sizes, seed=seed + k))
+        self.layers = nn.ModuleList(layers)
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """(u, log|det du/dx|) through every layer, one pass each."""
-        batch("x", x, self.d)
-        log_det = torch.zeros(len(x), dtype=x.dtype, device=x.device)
-        for k, layer in enumerate(self.layers):
-            x = x.flip(1) if k else x
-            x, step = layer(x)
-            # log-determinants of a composition add
-            log_det = log_det + step
-        return x, log_det
+        return compose(self.layers, batch("x", x, self.d))
 
     def inverse(self, u: Tensor) -> tuple[Tensor, Tensor]:
         """(x, log|det dx/du|): each layer inverted in turn, D passes each."""
-        batch("u", u, self.d)
-        log_det = torch.zeros(len(u), dtype=u.dtype, device=u.device)
-        for k in reversed(range(len(self.layers))):
-            u, step = self.layers[k].inverse(u)
-            u = u.flip(1) if k else u
-            log_det = log_det + step
-        return u, log_det
+        return compose(self.layers, batch("u", u, self.d), inverse=True)
 
     def log_prob(self, x: Tensor) -> Tensor:
         """log p(x) = log N(u; 0, I) + log|det du/dx|, one value per example."""

@@ -30,6 +30,19 @@ def beta_hat(alpha: Tensor, beta: Tensor) -> Tensor:
     return -alpha + torch.clamp_min(F.softplus(beta), MARGIN)
 
 
+def _parameters(alpha: Tensor | float, beta: Tensor | float, like: Tensor, validate: bool
+                ) -> tuple[Tensor, Tensor]:
+    """alpha and beta as tensors of ``like``'s dtype; with ``validate``, a ``ValueError`` unless
+    alpha > 0 and beta > -alpha (read back from the device, so the flows leave it off)."""
+    alpha, beta = torch.as_tensor(alpha, dtype=like.dtype), torch.as_tensor(beta, dtype=like.dtype)
+    if validate and not bool((alpha > 0).all()):
+        raise ValueError(f"alpha: expected alpha > 0, got {alpha.min().item():.4g}")
+    if validate and not bool((beta > -alpha).all()):
+        raise ValueError("beta: expected beta > -alpha for an invertible radial flow with a finite "
+                         "log-determinant; pass beta_hat(alpha, beta)")
+    return alpha, beta
+
+
 def radial(z: Tensor, z0: Tensor, alpha: Tensor | float, beta: Tensor | float, *,
            validate: bool = False) -> tuple[Tensor, Tensor]:
     """One radial flow f(z) = z + beta h(alpha, r)(z - z0) and log|det df/dz| per example
@@ -40,12 +53,7 @@ def radial(z: Tensor, z0: Tensor, alpha: Tensor | float, beta: Tensor | float, *
     ``validate=True`` raises a ``ValueError`` for such parameters; it reads them back from the
     device, so the flows, which pass ``beta_hat``, leave it off.
     """
-    alpha, beta = torch.as_tensor(alpha, dtype=z.dtype), torch.as_tensor(beta, dtype=z.dtype)
-    if validate and not bool((alpha > 0).all()):
-        raise ValueError(f"alpha: expected alpha > 0, got {alpha.min().item():.4g}")
-    if validate and not bool((beta > -alpha).all()):
-        raise ValueError("beta: expected beta > -alpha for an invertible radial flow with a finite "
-                         "log-determinant; pass beta_hat(alpha, beta)")
+    alpha, beta = _parameters(alpha, beta, z, validate)
     d = z.shape[-1]
     diff = z - z0
     # r = |z - z0|
@@ -69,12 +77,7 @@ def radial_inverse(z_new: Tensor, z0: Tensor, alpha: Tensor | float, beta: Tenso
     quadratic r^2 + (alpha + beta - s) r - alpha s = 0, whose one root r >= 0 is computed in a form
     free of cancellation (``prop-flows-radial-invertible``). ``validate`` as in :func:`radial`.
     """
-    alpha, beta = torch.as_tensor(alpha, dtype=z_new.dtype), torch.as_tensor(beta, dtype=z_new.dtype)
-    if validate and not bool((alpha > 0).all()):
-        raise ValueError(f"alpha: expected alpha > 0, got {alpha.min().item():.4g}")
-    if validate and not bool((beta > -alpha).all()):
-        raise ValueError("beta: expected beta > -alpha for an invertible radial flow; "
-                         "pass beta_hat(alpha, beta)")
+    alpha, beta = _parameters(alpha, beta, z_new, validate)
     diff = z_new - z0
     s = torch.linalg.vector_norm(diff, dim=-1, keepdim=True)
     # r^2 + B r - alpha s = 0 with B = alpha + beta - s: r = (-B + sqrt(B^2 + 4 alpha s)) / 2

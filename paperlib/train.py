@@ -65,6 +65,16 @@ def finite_loss(loss: Tensor, where: str) -> float:
     return value
 
 
+def gradient_step(optimizer: torch.optim.Optimizer, loss: Tensor, where: str) -> float:
+    """One step of ``optimizer`` on ``loss``: the loss read back once (``finite_loss``, which raises
+    before ``backward`` if it is not finite), then zero_grad, backward and step. Returns the loss."""
+    value = finite_loss(loss, where)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return value
+
+
 def _in_jupyter() -> bool:
     """True inside a Jupyter kernel (Jupyter, Colab, nbval), where stderr is not a terminal."""
     try:
@@ -159,13 +169,10 @@ def fit(model: nn.Module, loss_fn: Callable[..., Tensor], data: Tensor | tuple[T
             for batch in itertools.islice(epoch_batches, steps - step):
                 loss = loss_fn(*batch)
                 try:
-                    value = finite_loss(loss, f"step {step + 1} (epoch {epoch + 1})")
+                    value = gradient_step(optimizer, loss, f"step {step + 1} (epoch {epoch + 1})")
                 except FloatingPointError as error:
                     error.history = history
                     raise
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
                 history.step_loss.append(value)
                 size = len(batch[0]) if batch else 1  # the epoch's mean loss is per example
                 total, seen, step = total + value * size, seen + size, step + 1
