@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from paperlib import distorted_mnist, stn
+from paperlib import distorted_mnist, stn_models
 from paperlib.train import error_rate
 
 OUT = Path(__file__).with_suffix(".json")
@@ -31,19 +31,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, nargs="+", default=[5, 10, 20, 40])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--models", nargs="+", default=["FCN", "ST-FCN", "ST-FCN" + stn.FROZEN])
+    parser.add_argument("--models", nargs="+", default=["FCN", "ST-FCN", "ST-FCN" + stn_models.FROZEN])
     args = parser.parse_args()
     torch.set_num_threads(1)
-    quick = stn.SCALES["quick"]
+    quick = stn_models.SCALES["quick"]
     train_x, train_y, _ = distorted_mnist.rts_mnist("train", canvas=quick["image_size"], seed=0)
     test_x, test_y, test_pose = distorted_mnist.rts_mnist("test", canvas=quick["image_size"], seed=1)
     runs = []
     for seed in args.seeds:
         for epochs in args.epochs:
             for name in args.models:
-                scale = dict(quick, epochs={m: epochs for m in stn.MODELS})
+                scale = dict(quick, epochs={m: epochs for m in stn_models.MODELS})
                 start = time.process_time()
-                model = stn.train(name, scale, train_x, train_y, seed=seed)
+                model = stn_models.train(name, scale, train_x, train_y, seed=seed)
                 row = dict(model=name, epochs=epochs, seed=seed,
                            cpu_seconds=round(time.process_time() - start, 2),
                            test_error=error_rate(model, test_x, test_y),

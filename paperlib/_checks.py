@@ -20,6 +20,12 @@ def positive_int(name: str, value) -> int:
     return value
 
 
+def positive_ints(**values) -> None:
+    """Each keyword's value a positive integer (:func:`positive_int`), checked in the order given."""
+    for name, value in values.items():
+        positive_int(name, value)
+
+
 def same_shape(**tensors: Tensor) -> None:
     """Two named tensors of the same shape; the error names the second one."""
     (name_a, a), (name_b, b) = tensors.items()

@@ -14,7 +14,7 @@ import math
 import torch
 from torch import Tensor, nn
 
-from paperlib._checks import loss_weight, positive_int
+from paperlib._checks import loss_weight, positive_int, positive_ints
 from paperlib.distributions import bernoulli_nll, kl_normal
 from paperlib.vae import GaussianVAE
 
@@ -78,8 +78,7 @@ class ConvVAE(GaussianVAE, nn.Module):
         if (isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 8
                 or image_size & (image_size - 1)):
             raise ValueError(f"image_size: expected a power of two >= 8, got {image_size!r}")
-        for name, value in (("z_dim", z_dim), ("channels", channels), ("hidden", hidden)):
-            positive_int(name, value)
+        positive_ints(z_dim=z_dim, channels=channels, hidden=hidden)
         self.image_size, self.z_dim = image_size, z_dim
         layers = int(math.log2(image_size // 4))
         encoder: list[nn.Module] = []

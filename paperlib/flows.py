@@ -101,8 +101,14 @@ def planar_inverse(z_new: Tensor, u: Tensor, w: Tensor, b: Tensor | float,
 
 class FlowLayer(nn.Module):
     """One layer of a flow on R^d: ``forward(z)`` returns (f(z), log|det df/dz|) per example and
-    ``inverse(z)`` returns (f^{-1}(z), log|det df^{-1}/dz|). A layer defines ``_map`` (f and its
-    log-determinant) and ``_solve`` (f^{-1}); the checks and the inverse's log-determinant are here."""
+    ``inverse(z)`` returns (f^{-1}(z), log|det df^{-1}/dz|).
+
+    A layer names two pure functions of this package, ``f(z, *coefficients)`` -> (f(z), log_det)
+    and ``f_inverse(z, *coefficients)`` -> f^{-1}(z), and returns its constrained coefficients from
+    ``coefficients()``; the checks and the inverse's log-determinant are here."""
+
+    f: staticmethod
+    f_inverse: staticmethod
 
     def __init__(self, d: int, init_scale: float = 0.1):
         super().__init__()
@@ -111,33 +117,37 @@ class FlowLayer(nn.Module):
             raise ValueError(f"init_scale: expected a non-negative number, got {init_scale!r}")
         self.d = d
 
+    def coefficients(self) -> tuple[Tensor, ...]:
+        raise NotImplementedError
+
     def forward(self, z: Tensor) -> tuple[Tensor, Tensor]:
-        return self._map(batch("z", z, self.d))
+        return self.f(batch("z", z, self.d), *self.coefficients())
 
     def inverse(self, z: Tensor) -> tuple[Tensor, Tensor]:
         """(f^{-1}(z), log|det d f^{-1}/dz|) = (z_0, -log|det df/dz_0|) at z_0 = f^{-1}(z)."""
-        z_0 = self._solve(batch("z", z, self.d))
-        return z_0, -self._map(z_0)[1]
+        coefficients = self.coefficients()
+        z_0 = self.f_inverse(batch("z", z, self.d), *coefficients)
+        return z_0, -self.f(z_0, *coefficients)[1]
 
 
 class PlanarFlow(FlowLayer):
     """f(z) = z + u_hat h(w^T z + b) with h = tanh; u and w of shape [d], b a scalar."""
 
+    f, f_inverse = staticmethod(planar), staticmethod(planar_inverse)
+
     def __init__(self, d: int, init_scale: float = 0.1):
         super().__init__(d, init_scale)
-        self.u = nn.Parameter(init_scale * torch.randn(d))
-        self.w = nn.Parameter(init_scale * torch.randn(d))
+        # u, w ~ N(0, init_scale^2 I) (u drawn first), b = 0
+        self.u, self.w = (nn.Parameter(init_scale * torch.randn(d)) for _ in "uw")
         self.b = nn.Parameter(torch.zeros(()))
 
     @property
     def u_hat(self) -> Tensor:
         return u_hat(self.u, self.w)
 
-    def _map(self, z: Tensor) -> tuple[Tensor, Tensor]:
-        return planar(z, self.u_hat, self.w, self.b)
-
-    def _solve(self, z: Tensor) -> Tensor:
-        return planar_inverse(z, self.u_hat, self.w, self.b)
+    def coefficients(self) -> tuple[Tensor, Tensor, Tensor]:
+        """(u_hat, w, b): u constrained so that w^T u_hat > -1 and f is invertible (appendix A.1)."""
+        return self.u_hat, self.w, self.b
 
 
 def compose(layers: Iterable[nn.Module], z: Tensor, inverse: bool = False) -> tuple[Tensor, Tensor]:
@@ -153,25 +163,46 @@ def compose(layers: Iterable[nn.Module], z: Tensor, inverse: bool = False) -> tu
     return z, log_det
 
 
-class NormalizingFlow(nn.Module):
+class Flow(nn.Module):
+    """A flow on R^d made of ``layers`` (each returns (z, log_det) from ``forward`` and
+    ``inverse``): ``forward`` composes them, ``inverse`` undoes them from the last layer back."""
+
+    # what the inputs of forward and of inverse are called (in errors)
+    argument_names = ("z", "z")
+
+    def __init__(self, d: int, layers: Iterable[nn.Module]):
+        super().__init__()
+        positive_int("d", d)
+        self.d = d
+        self.layers = nn.ModuleList(layers)
+
+    def forward(self, z: Tensor) -> tuple[Tensor, Tensor]:
+        """The output of the last layer and the sum of the layers' log|det| (shape [N])."""
+        return compose(self.layers, batch(self.argument_names[0], z, self.d))
+
+    def inverse(self, z: Tensor) -> tuple[Tensor, Tensor]:
+        """The input that ``forward`` maps to ``z``, and log|det| of that inverse map."""
+        return compose(self.layers, batch(self.argument_names[1], z, self.d), inverse=True)
+
+    def base_sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
+        """``n`` draws from N(0, I) on R^d, in the dtype and on the device of the flow's parameters."""
+        positive_int("n", n)
+        like = next(self.parameters(), torch.zeros(()))
+        draws = torch.randn(n, self.d, generator=generator, dtype=like.dtype,
+                            device=generator.device if generator is not None else like.device)
+        return draws.to(like.device)
+
+
+class NormalizingFlow(Flow):
     """q_K: a standard-normal base q_0 = N(0, I) pushed through K flows (planar unless ``layer``
-    names another :class:`FlowLayer`, built as ``layer(d, init_scale)``)."""
+    names another :class:`FlowLayer`, built as ``layer(d, init_scale)``). ``forward`` maps z_0 to
+    z_K = f_K o ... o f_1(z_0); ``inverse`` maps z_K back to z_0."""
 
     def __init__(self, d: int, K: int, init_scale: float = 0.1, layer: type[FlowLayer] = PlanarFlow):
-        super().__init__()
         if not isinstance(K, int) or isinstance(K, bool) or K < 0:
             raise ValueError(f"K: expected a non-negative integer number of flows, got {K!r}")
         positive_int("d", d)
-        self.d = d
-        self.flows = nn.ModuleList(layer(d, init_scale) for _ in range(K))
-
-    def forward(self, z: Tensor) -> tuple[Tensor, Tensor]:
-        """z_K = f_K o ... o f_1(z_0) and sum_k log|det df_k/dz_{k-1}| (shape [N])."""
-        return compose(self.flows, batch("z", z, self.d))
-
-    def inverse(self, z: Tensor) -> tuple[Tensor, Tensor]:
-        """z_0 = f_1^{-1} o ... o f_K^{-1}(z_K) and log|det dz_0/dz_K|."""
-        return compose(self.flows, batch("z", z, self.d), inverse=True)
+        super().__init__(d, [layer(d, init_scale) for _ in range(K)])
 
     def base_log_prob(self, z0: Tensor) -> Tensor:
         return log_standard_normal(z0)
@@ -179,11 +210,7 @@ class NormalizingFlow(nn.Module):
     def sample(self, n: int, generator: torch.Generator | None = None
                ) -> tuple[Tensor, Tensor, Tensor]:
         """(z_0, z_K, ln q_K(z_K)) for n draws z_0 ~ q_0."""
-        positive_int("n", n)
-        like = next(self.parameters(), torch.zeros(()))
-        z0 = torch.randn(n, self.d, generator=generator, dtype=like.dtype,
-                         device=generator.device if generator is not None else like.device)
-        z0 = z0.to(like.device)
+        z0 = self.base_sample(n, generator)
         zK, log_det = self(z0)
         # ln q_K(z_K) = ln q_0(z_0) - sum_k ln|det df_k/dz_{k-1}|
         return z0, zK, self.base_log_prob(z0) - log_det
@@ -208,12 +235,11 @@ class FlowVAE(VAE):
         super().__init__(x_dim, hidden, z_dim, likelihood, var)
         self.flow = NormalizingFlow(z_dim, K)
 
-    def forward(self, x: Tensor, generator: torch.Generator | None = None
-                ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        """(decoded at z_K, mu, logvar, z_K): the shape of :meth:`paperlib.vae.VAE.forward`."""
-        mu, logvar = self.encode(x)
-        zK, _ = self.flow(reparameterize(mu, logvar, generator))
-        return self.decode(zK), mu, logvar, zK
+    def posterior_sample(self, mu: Tensor, logvar: Tensor, generator: torch.Generator | None = None
+                         ) -> Tensor:
+        """z_K = f_K o ... o f_1(z_0) for one reparameterised z_0 ~ q_0(z|x), so that ``forward``
+        returns (decoded at z_K, mu, logvar, z_K), the shape of :meth:`paperlib.vae.VAE.forward`."""
+        return self.flow(reparameterize(mu, logvar, generator))[0]
 
     def posterior(self, x: Tensor, generator: torch.Generator | None = None
                   ) -> tuple[Tensor, Tensor, Tensor, Tensor]:

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from paperlib._checks import batch, float_tensor, positive_int, same_shape
+from paperlib._checks import batch, float_tensor, positive_int, positive_ints, same_shape
 from paperlib.train import History, gradient_step
 
 LOSSES = ("minimax", "non_saturating")
@@ -164,9 +164,7 @@ class Maxout(nn.Module):
 
     def __init__(self, in_features: int, out_features: int, pieces: int):
         super().__init__()
-        for name, value in (("in_features", in_features), ("out_features", out_features),
-                            ("pieces", pieces)):
-            positive_int(name, value)
+        positive_ints(in_features=in_features, out_features=out_features, pieces=pieces)
         self.out_features, self.pieces = out_features, pieces
         self.linear = nn.Linear(in_features, out_features * pieces)
 
@@ -264,7 +262,7 @@ def train_gan(G: Generator, D: Discriminator, real: Callable[[int], Tensor], ste
     ``real(n)`` draws n training examples. ``record(step)`` runs every ``every`` steps (and at the
     end) with both networks in evaluation mode; its results go to ``history.records``.
     """
-    positive_int("steps", steps), positive_int("batch_size", batch_size), positive_int("k", k)
+    positive_ints(steps=steps, batch_size=batch_size, k=k)
     if loss not in LOSSES:
         raise ValueError(f"loss: expected one of {LOSSES}, got {loss!r}")
     g_loss_fn = non_saturating_generator_loss if loss == "non_saturating" else minimax_generator_loss

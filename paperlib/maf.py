@@ -14,7 +14,7 @@ from torch import Tensor, nn
 
 from paperlib._checks import batch, positive_int
 from paperlib.distributions import log_standard_normal
-from paperlib.flows import compose
+from paperlib.flows import Flow
 from paperlib.made import MADE, MaskedLinear
 
 
@@ -80,30 +80,23 @@ class Reverse(nn.Module):
     inverse = forward
 
 
-class MAF(nn.Module):
+class MAF(Flow):
     """A masked autoregressive flow: ``num_layers`` :class:`MAFLayer` s on a standard-normal base.
 
-    The order is reversed between layers (:class:`Reverse`), so that each dimension is conditioned
-    on the others somewhere in the stack.
+    ``forward`` maps data x to noise u, with log|det du/dx| (one pass a layer); ``inverse`` maps u
+    back to x (D passes a layer). The order is reversed between layers (:class:`Reverse`), so that
+    each dimension is conditioned on the others somewhere in the stack.
     """
 
+    argument_names = ("x", "u")
+
     def __init__(self, d: int, hidden_sizes: list[int] | tuple[int, ...], num_layers: int = 2, seed: int = 0):
-        super().__init__()
         positive_int("num_layers", num_layers)
-        self.d = d
         layers: list[nn.Module] = []
         for k in range(num_layers):
             layers += [Reverse()] if k else []
             layers.append(MAFLayer(d, hidden_sizes, seed=seed + k))
-        self.layers = nn.ModuleList(layers)
-
-    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        """(u, log|det du/dx|) through every layer, one pass each."""
-        return compose(self.layers, batch("x", x, self.d))
-
-    def inverse(self, u: Tensor) -> tuple[Tensor, Tensor]:
-        """(x, log|det dx/du|): each layer inverted in turn, D passes each."""
-        return compose(self.layers, batch("u", u, self.d), inverse=True)
+        super().__init__(d, layers)
 
     def log_prob(self, x: Tensor) -> Tensor:
         """log p(x) = log N(u; 0, I) + log|det du/dx|, one value per example."""
@@ -113,8 +106,4 @@ class MAF(nn.Module):
     @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
         """``n`` draws: u ~ N(0, I), then x = the inverse of the flow at u."""
-        positive_int("n", n)
-        like = self.layers[0].alpha.weight
-        u = torch.randn(n, self.d, generator=generator, dtype=like.dtype,
-                        device=generator.device if generator is not None else like.device).to(like.device)
-        return self.inverse(u)[0]
+        return self.inverse(self.base_sample(n, generator))[0]

@@ -96,23 +96,16 @@ class RadialFlow(FlowLayer):
     for alpha is this module's choice. ``NormalizingFlow(d, K, layer=RadialFlow)`` stacks them.
     """
 
+    f, f_inverse = staticmethod(radial), staticmethod(radial_inverse)
+
     def __init__(self, d: int, init_scale: float = 0.1):
         super().__init__(d, init_scale)
         self.z0 = nn.Parameter(init_scale * torch.randn(d))
         self.a = nn.Parameter(init_scale * torch.randn(()))
         self.beta = nn.Parameter(init_scale * torch.randn(()))
 
-    @property
-    def alpha(self) -> Tensor:
+    def coefficients(self) -> tuple[Tensor, Tensor, Tensor]:
+        """(z0, alpha, beta_hat), with beta_hat >= -alpha so that f is invertible (appendix A.2)."""
         # alpha = log(1 + e^a) > 0
-        return F.softplus(self.a)
-
-    @property
-    def beta_hat(self) -> Tensor:
-        return beta_hat(self.alpha, self.beta)
-
-    def _map(self, z: Tensor) -> tuple[Tensor, Tensor]:
-        return radial(z, self.z0, self.alpha, self.beta_hat)
-
-    def _solve(self, z: Tensor) -> Tensor:
-        return radial_inverse(z, self.z0, self.alpha, self.beta_hat)
+        alpha = F.softplus(self.a)
+        return self.z0, alpha, beta_hat(alpha, self.beta)

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from paperlib._checks import positive_int
+from paperlib._checks import positive_ints
 from paperlib.train import History, fit
 
 WIDTHS = (16, 32, 64)  # filters in the three stages, on 32x32, 16x16 and 8x8 maps (section 4.2)
@@ -133,8 +133,7 @@ class CifarResNet(nn.Module):
                  batchnorm: bool = True, branch_scale: float = 1.0):
         super().__init__()
         n = blocks_per_stage(depth)
-        for name, value in [("num_classes", num_classes), ("in_channels", in_channels)]:
-            positive_int(name, value)
+        positive_ints(num_classes=num_classes, in_channels=in_channels)
         self.depth, self.plain, self.batchnorm = depth, plain, batchnorm
         self.in_channels, self.branch_scale = in_channels, float(branch_scale)
         self.stem = nn.Sequential(nn.Conv2d(in_channels, WIDTHS[0], 3, 1, 1, bias=not batchnorm),

@@ -16,9 +16,9 @@ right and ``y`` downwards, as in ``torch.nn.functional.affine_grid`` and ``grid_
 border pixels; with ``align_corners=True`` they are the border pixels' *centres*.
 
 Also here: ``theta_jacobian``, the gradient of the output with respect to theta through the grid
-(``prop-stn-theta-gradient``); the paper's baselines (``fcn``, ``cnn``), their spatial-transformer
-versions and a control with theta frozen at the identity (``build``). The distorted MNIST of
-Table 1 is ``paperlib.distorted_mnist``.
+(``prop-stn-theta-gradient``). The networks of Table 1 (the baselines, their spatial-transformer
+versions and the control with theta frozen) are ``paperlib.stn_models``; the distorted MNIST they
+are trained on is ``paperlib.distorted_mnist``.
 """
 
 from __future__ import annotations
@@ -28,18 +28,6 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from paperlib._checks import float_tensor, positive_int
-from paperlib.train import fit, seed_everything
-
-# quick: the chapter on a CPU, RTS digits on a 42 x 42 canvas; paper: wider networks, full MNIST,
-# longer training (use a GPU). Every model of a pair gets the same number of epochs (steps).
-SCALES = {
-    "quick": dict(offline=True, image_size=42, hidden=128, channels=8, batch_size=128, lr=3e-3, fused=True,
-                  epochs={"FCN": 10, "ST-FCN": 10, "ST-FCN (θ = I)": 10, "CNN": 2, "ST-CNN": 2}),
-    "paper": dict(offline=None, image_size=42, hidden=256, channels=32, batch_size=256, lr=1e-3, fused=True,
-                  epochs={"FCN": 100, "ST-FCN": 100, "ST-FCN (θ = I)": 100, "CNN": 100, "ST-CNN": 100}),
-}
-FROZEN = " (θ = I)"
-MODELS = ("FCN", "ST-FCN", "ST-FCN" + FROZEN, "CNN", "ST-CNN")
 
 
 def normalised_coordinates(steps: int, align_corners: bool = False, **like) -> Tensor:
@@ -231,100 +219,3 @@ class STN(nn.Module):
     def forward(self, images: Tensor) -> Tensor:
         return self.transform(images)[0]
 
-
-def localisation_fcn(hidden: int = 32, x_dim: int = 28 * 28) -> nn.Module:
-    """A small fully connected localisation network: two ReLU layers of ``hidden`` units."""
-    for name, value in (("hidden", hidden), ("x_dim", x_dim)):
-        positive_int(name, value)
-    return nn.Sequential(nn.Flatten(), nn.Linear(x_dim, hidden), nn.ReLU(),
-                         nn.Linear(hidden, hidden), nn.ReLU())
-
-
-def localisation_cnn(channels: int = 8, hidden: int = 32, image_size: int = 28) -> nn.Module:
-    """A small convolutional localisation network for ``image_size`` x ``image_size`` inputs (two
-    5x5 convolutions, each with 2x2 max-pooling, then ``hidden`` units)."""
-    for name, value in (("channels", channels), ("hidden", hidden), ("image_size", image_size)):
-        positive_int(name, value)
-    side = ((image_size - 4) // 2 - 4) // 2
-    if side < 1:
-        raise ValueError(f"image_size: expected at least 16 pixels, got {image_size}")
-    return nn.Sequential(nn.Conv2d(1, channels, 5), nn.MaxPool2d(2), nn.ReLU(),
-                         nn.Conv2d(channels, channels, 5), nn.MaxPool2d(2), nn.ReLU(),
-                         nn.Flatten(), nn.Linear(channels * side * side, hidden), nn.ReLU())
-
-
-class Classifier(nn.Module):
-    """A classifier of ``image_size`` x ``image_size`` images with an optional spatial transformer
-    in front of it; returns logits."""
-
-    def __init__(self, body: nn.Module, stn: STN | None = None, image_size: int = 28):
-        super().__init__()
-        positive_int("image_size", image_size)
-        self.stn, self.body, self.image_size = stn, body, image_size
-
-    def forward(self, images: Tensor) -> Tensor:
-        float_tensor("images", images, 4)
-        side = self.image_size
-        if images.shape[1:] != (1, side, side):
-            raise ValueError(f"images: expected N x 1 x {side} x {side}, "
-                             f"got shape {tuple(images.shape)}")
-        return self.body(images if self.stn is None else self.stn(images))
-
-    def loss(self, images: Tensor, labels: Tensor) -> Tensor:
-        """Mean cross-entropy on the logits."""
-        return F.cross_entropy(self(images), labels)
-
-
-def fcn(hidden: int = 128, stn: bool = False, fused: bool = False, image_size: int = 28
-        ) -> Classifier:
-    """The FCN baseline (two ReLU hidden layers of ``hidden`` units), or ST-FCN with ``stn=True``."""
-    for name, value in (("hidden", hidden), ("image_size", image_size)):
-        positive_int(name, value)
-    x_dim = image_size * image_size
-    body = nn.Sequential(nn.Flatten(), nn.Linear(x_dim, hidden), nn.ReLU(),
-                         nn.Linear(hidden, hidden), nn.ReLU(), nn.Linear(hidden, 10))
-    transformer = STN(localisation_fcn(x_dim=x_dim), 32, fused=fused) if stn else None
-    return Classifier(body, transformer, image_size)
-
-
-def cnn(channels: int = 8, stn: bool = False, fused: bool = False, image_size: int = 28
-        ) -> Classifier:
-    """The CNN baseline (9x9 and 7x7 convolutions, each with 2x2 max-pooling), or ST-CNN."""
-    for name, value in (("channels", channels), ("image_size", image_size)):
-        positive_int(name, value)
-    side = image_size // 2 // 2
-    body = nn.Sequential(nn.Conv2d(1, channels, 9, padding=4), nn.MaxPool2d(2), nn.ReLU(),
-                         nn.Conv2d(channels, channels, 7, padding=3), nn.MaxPool2d(2), nn.ReLU(),
-                         nn.Flatten(), nn.Linear(channels * side * side, 10))
-    transformer = STN(localisation_cnn(image_size=image_size), 32, fused=fused) if stn else None
-    return Classifier(body, transformer, image_size)
-
-
-def build(name: str, scale: dict) -> Classifier:
-    """One of ``MODELS`` at the given ``SCALES`` entry.
-
-    "ST-FCN, theta = I" is the control: an ST-FCN whose regression layer is frozen at its
-    identity start, so theta never moves: the same network, the same steps, no transformation.
-    """
-    if name not in MODELS:
-        raise ValueError(f"name: expected one of {MODELS}, got {name!r}")
-    side = scale["image_size"]
-    if "FCN" in name:
-        model = fcn(scale["hidden"], stn=name.startswith("ST"), fused=scale["fused"], image_size=side)
-    else:
-        model = cnn(scale["channels"], stn=name.startswith("ST"), fused=scale["fused"], image_size=side)
-    if name.endswith(FROZEN):
-        model.stn.regression.requires_grad_(False)
-    return model
-
-
-def train(name: str, scale: dict, images: Tensor, labels: Tensor, seed: int = 0,
-          device: torch.device | str = "cpu") -> Classifier:
-    """Build model ``name`` and fit it with Adam for ``scale["epochs"][name]`` epochs."""
-    generator = seed_everything(seed)
-    model = build(name, scale).to(device)
-    trainable = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.Adam(trainable, lr=scale["lr"])
-    fit(model, model.loss, (images, labels), optimizer, scale["epochs"][name],
-        scale["batch_size"], generator, progress=False)
-    return model

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from paperlib._checks import float_tensor, loss_weight, positive_int, same_shape
+from paperlib._checks import float_tensor, loss_weight, positive_int, positive_ints, same_shape
 from paperlib.distributions import (check_likelihood, kl_normal, log_normal, log_standard_normal,
                                     nll, reparameterize)
 
@@ -75,10 +75,16 @@ class GaussianVAE:
         mu, logvar = self.encoder(self._input(x)).chunk(2, dim=-1)
         return mu, logvar
 
+    def posterior_sample(self, mu: Tensor, logvar: Tensor, generator: torch.Generator | None = None
+                         ) -> Tensor:
+        """One z ~ q(z|x), reparameterised: z = mu + exp(logvar / 2) * eps with eps ~ N(0, I)."""
+        return reparameterize(mu, logvar, generator)
+
     def forward(self, x: Tensor, generator: torch.Generator | None = None
                 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """(decoded at z, mu, logvar, z) for one z ~ q(z|x)."""
         mu, logvar = self.encode(x)
-        z = reparameterize(mu, logvar, generator)
+        z = self.posterior_sample(mu, logvar, generator)
         return self.decode(z), mu, logvar, z
 
 
@@ -88,8 +94,7 @@ class VAE(GaussianVAE, nn.Module):
     def __init__(self, x_dim: int = 784, hidden: int = 400, z_dim: int = 20,
                  likelihood: str = "bernoulli", var: float = 1.0):
         super().__init__()
-        for name, value in (("x_dim", x_dim), ("hidden", hidden), ("z_dim", z_dim)):
-            positive_int(name, value)
+        positive_ints(x_dim=x_dim, hidden=hidden, z_dim=z_dim)
         check_likelihood(likelihood)
         if not var > 0:
             raise ValueError(f"var: expected a positive decoder variance, got {var}")

@@ -79,6 +79,23 @@ def _report_coverage(terminalreporter, chapters: dict) -> None:
     terminalreporter.write_line(f"written to {COVERAGE_FILE.relative_to(REPO)}")
 
 
+def each_scale(scales: dict[str, dict]):
+    """Parametrize a test over a paperlib module's ``SCALES`` table: one case per scale, named after
+    it (``[paper]``, ``[quick]``), which receives that scale's configuration as ``cfg``."""
+    return pytest.mark.parametrize("cfg", [pytest.param(scales[name], id=name) for name in sorted(scales)])
+
+
+def assert_trains_for_two_steps(model, loss, x, optimizer, batch_size: int) -> None:
+    """Take two gradient steps of paperlib's ``fit`` on ``x`` and check that both recorded step
+    losses are finite: a configuration (the paper's, above all) must not rot unnoticed."""
+    import math
+
+    from paperlib.train import fit
+
+    history = fit(model, loss, x, optimizer, steps=2, batch_size=batch_size, progress=False)
+    assert len(history.step_loss) == 2 and all(map(math.isfinite, history.step_loss))
+
+
 @pytest.fixture
 def float64():
     """Double precision as torch's default for one test (for exact comparisons), then restored."""

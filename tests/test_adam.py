@@ -7,6 +7,7 @@ import torch
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
+from conftest import each_scale
 from paperlib import adam, adamw, answers
 
 
@@ -68,19 +69,27 @@ def test_param_groups_and_unused_parameters():
     assert torch.equal(b.detach(), torch.ones(2)) and not opt.state[b]
 
 
-def test_without_bias_correction_the_step_is_m_over_sqrt_v_plus_eps():
-    theta = torch.zeros(3, dtype=torch.float64, requires_grad=True)
-    opt = adam.Adam([theta], lr=1e-3, bias_correction=False)
-    m = torch.zeros(3, dtype=torch.float64)
-    v = torch.zeros(3, dtype=torch.float64)
-    expected = torch.zeros(3, dtype=torch.float64)
-    g = torch.Generator().manual_seed(0)
-    for _ in range(5):
-        grad = torch.randn(3, generator=g, dtype=torch.float64)
+def _steps_with_moments(opt, theta, grads):
+    """Give ``theta`` each of ``grads`` in turn and step ``opt``; after step t, yield ``(t, m, v)``:
+    Algorithm 1's biased first and second moment estimates (beta1 = 0.9, beta2 = 0.999), kept
+    here independently of the optimizer."""
+    m = torch.zeros_like(theta)
+    v = torch.zeros_like(theta)
+    for t, grad in enumerate(grads, start=1):
         theta.grad = grad
         opt.step()
         m = 0.9 * m + 0.1 * grad
         v = 0.999 * v + 0.001 * grad**2
+        yield t, m, v
+
+
+def test_without_bias_correction_the_step_is_m_over_sqrt_v_plus_eps():
+    theta = torch.zeros(3, dtype=torch.float64, requires_grad=True)
+    opt = adam.Adam([theta], lr=1e-3, bias_correction=False)
+    g = torch.Generator().manual_seed(0)
+    grads = [torch.randn(3, generator=g, dtype=torch.float64) for _ in range(5)]
+    expected = torch.zeros(3, dtype=torch.float64)
+    for _, m, v in _steps_with_moments(opt, theta, grads):
         expected -= 1e-3 * m / (v.sqrt() + 1e-8)
     torch.testing.assert_close(theta.detach(), expected, rtol=1e-12, atol=0)
 
@@ -97,15 +106,9 @@ def test_faster_form_equals_algorithm_1_with_eps_hat():
     gen = torch.Generator().manual_seed(2)
     theta = torch.zeros(6, dtype=torch.float64, requires_grad=True)
     opt = adam.Adam([theta], lr=1e-3, eps=1e-3)  # a large eps makes a wrong eps_hat visible
-    m = torch.zeros(6, dtype=torch.float64)
-    v = torch.zeros(6, dtype=torch.float64)
+    grads = [1e-3 * torch.randn(6, generator=gen, dtype=torch.float64) for _ in range(29)]
     fast = torch.zeros(6, dtype=torch.float64)
-    for t in range(1, 30):
-        grad = 1e-3 * torch.randn(6, generator=gen, dtype=torch.float64)
-        theta.grad = grad
-        opt.step()
-        m = 0.9 * m + 0.1 * grad
-        v = 0.999 * v + 0.001 * grad**2
+    for t, m, v in _steps_with_moments(opt, theta, grads):
         fast -= adam.step_size(1e-3, (0.9, 0.999), t) * m / (v.sqrt() + adam.eps_hat(1e-3, 0.999, t))
     torch.testing.assert_close(theta.detach(), fast, rtol=1e-10, atol=0)
 
@@ -184,10 +187,9 @@ def test_sparse_gradients_are_refused():
         opt.step()
 
 
-@pytest.mark.parametrize("scale", sorted(adam.SCALES))
-def test_every_scale_builds_and_trains_for_two_steps(scale):
+@each_scale(adam.SCALES)
+def test_every_scale_builds_and_trains_for_two_steps(cfg):
     """The QUICK = False switch must not rot: logistic regression and the VAE at each scale."""
-    cfg = adam.SCALES[scale]
     torch.manual_seed(0)
     x = torch.rand(2 * cfg["batch_size"], 784)
     y = torch.randint(0, 10, (len(x),))

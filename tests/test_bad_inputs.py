@@ -31,7 +31,7 @@ import paperlib
 from paperlib import (_checks, adam, adamw, answers, beta_vae, chapter, claims, data,
                       disentanglement, distorted_mnist, distributions, dsprites, flows, gan, made,
                       maf, plot, potentials, preact_resnet, proofs, radial_flows, resnet, ring, stn,
-                      train, vae)
+                      stn_models, train, vae)
 
 NAN = float("nan")
 LONG = dict(dtype=torch.long)
@@ -65,6 +65,7 @@ def bad(name: str, call, exc: type[Exception], match: str):
 BAD_INPUTS = [
     # _checks: the shared checks themselves
     bad("_checks.positive_int", lambda: _checks.positive_int("width", True), ValueError, r"^width\b"),
+    bad("_checks.positive_ints", lambda: _checks.positive_ints(depth=3, width=0), ValueError, r"^width\b"),
     bad("_checks.same_shape", lambda: _checks.same_shape(mu=X, logvar=X[:, :1]),
         ValueError, r"^logvar\b"),
     bad("_checks.float_tensor", lambda: _checks.float_tensor("theta", torch.zeros(2, **LONG)),
@@ -209,6 +210,10 @@ BAD_INPUTS = [
     bad("flows.FlowLayer", lambda: flows.FlowLayer(2, init_scale=NAN), ValueError, r"^init_scale\b"),
     bad("flows.compose", lambda: flows.compose([flows.PlanarFlow(2)], [[0.0, 0.0]]), TypeError, r"^z\b"),
     bad("flows.NormalizingFlow", lambda: flows.NormalizingFlow(2, K=-1), ValueError, r"^K\b"),
+    bad("flows.Flow", lambda: flows.Flow(0, []), ValueError, r"^d\b"),
+    bad("flows.Flow", lambda: flows.Flow(2, [flows.PlanarFlow(2)]).inverse(torch.zeros(3, 3)),
+        ValueError, r"^z\b"),
+    bad("flows.Flow", lambda: flows.Flow(2, []).base_sample(-1), ValueError, r"^n\b"),
     bad("potentials.annealed_beta", lambda: potentials.annealed_beta(10, anneal_steps=0),
         ValueError, r"^anneal_steps\b"),
     bad("potentials.free_energy", lambda: potentials.free_energy(flows.NormalizingFlow(2, 1), 1, 8, beta=NAN),
@@ -354,6 +359,9 @@ BAD_INPUTS = [
         KeyError, r"^.label\b"),
     bad("answers.expected", lambda: answers.expected("no-such-exercise"), KeyError, r"^.label\b"),
     bad("answers.answer", lambda: _register_twice("bad-inputs-demo"), ValueError, r"^label\b"),
+    bad("answers.answer", lambda: answers.answer("bad-inputs-demo", positiv="a"), ValueError, r"^symbols\b"),
+    bad("answers.answer", lambda: answers.answer("bad-inputs-demo", positive="a")(lambda a, b: a / b),
+        ValueError, r"^symbols\b"),
     # resnet
     # preact_resnet
     bad("preact_resnet.PreActBasicBlock", lambda: preact_resnet.PreActBasicBlock(16, 8), ValueError, r"^out_channels\b"),
@@ -436,16 +444,19 @@ BAD_INPUTS = [
     bad("distorted_mnist.rts_mnist", lambda: distorted_mnist.rts_mnist(scale_range=(1.2, 0.7)), ValueError, r"^scale_range\b"),
     bad("distorted_mnist.pose_slopes", lambda: distorted_mnist.pose_slopes(torch.zeros(2, 2, 3), {}, 42), ValueError, r"^pose\b"),
     bad("stn.STN", lambda: stn.STN(nn.Flatten(), features=0), ValueError, r"^features\b"),
-    bad("stn.localisation_fcn", lambda: stn.localisation_fcn(hidden=0), ValueError, r"^hidden\b"),
-    bad("stn.localisation_cnn", lambda: stn.localisation_cnn(channels=0),
+    bad("stn_models.localisation_fcn", lambda: stn_models.localisation_fcn(hidden=0), ValueError, r"^hidden\b"),
+    bad("stn_models.localisation_cnn", lambda: stn_models.localisation_cnn(channels=0),
         ValueError, r"^channels\b"),
-    bad("stn.Classifier", lambda: stn.Classifier(nn.Flatten())(torch.zeros(2, 1, 27, 27)),
+    bad("stn_models.Classifier", lambda: stn_models.Classifier(nn.Flatten())(torch.zeros(2, 1, 27, 27)),
         ValueError, r"^images\b"),
-    bad("stn.fcn", lambda: stn.fcn(hidden=0), ValueError, r"^hidden\b"),
-    bad("stn.cnn", lambda: stn.cnn(channels=-1), ValueError, r"^channels\b"),
-    bad("stn.build", lambda: stn.build("ResNet", stn.SCALES["quick"]), ValueError, r"^name\b"),
-    bad("stn.train", lambda: stn.train("FCN", stn.SCALES["quick"], torch.zeros(4, 1, 28, 28),
-                                       torch.zeros(4, **LONG), seed=-1), ValueError, r"^seed\b"),
+    bad("stn_models.Classifier", lambda: stn_models.Classifier(nn.Flatten(), image_size=0),
+        ValueError, r"^image_size\b"),
+    bad("stn_models.fcn", lambda: stn_models.fcn(hidden=0), ValueError, r"^hidden\b"),
+    bad("stn_models.fcn", lambda: stn_models.fcn(image_size=28.0), ValueError, r"^image_size\b"),
+    bad("stn_models.cnn", lambda: stn_models.cnn(channels=-1), ValueError, r"^channels\b"),
+    bad("stn_models.build", lambda: stn_models.build("ResNet", stn_models.SCALES["quick"]), ValueError, r"^name\b"),
+    bad("stn_models.train", lambda: stn_models.train("FCN", stn_models.SCALES["quick"], torch.zeros(4, 1, 28, 28),
+                                                     torch.zeros(4, **LONG), seed=-1), ValueError, r"^seed\b"),
     bad("stn.affine_grid", lambda: stn.affine_grid(torch.zeros(2, 2, 3, **LONG), (2, 1, 4, 4)),
         TypeError, r"^theta\b"),
     bad("stn.affine_grid", lambda: stn.affine_grid(torch.zeros(2, 2, 3), (3, 1, 4, 4)),
@@ -467,10 +478,11 @@ BAD_INPUTS = [
         ValueError, r"^shifts\b"),
     bad("distorted_mnist.pose_slopes", lambda: distorted_mnist.pose_slopes(torch.zeros(2, 2, 3), {"degrees": torch.zeros(2)},
                                                    42), ValueError, r"^pose\b"),
-    bad("stn.localisation_cnn", lambda: stn.localisation_cnn(image_size=12), ValueError, r"^image_size\b"),
-    bad("stn.Classifier", lambda: stn.fcn(image_size=42)(torch.zeros(2, 1, 28, 28)),
-        ValueError, r"^images\b"),
-    bad("stn.STN", lambda: stn.STN(stn.localisation_fcn(), 32).transform(torch.zeros(2, 28, 28)),
+    bad("stn_models.localisation_cnn", lambda: stn_models.localisation_cnn(image_size=12), ValueError,
+        r"^image_size\b"),
+    bad("stn_models.Classifier", lambda: stn_models.Classifier(stn_models.fcn(image_size=42), image_size=42)(
+        torch.zeros(2, 1, 28, 28)), ValueError, r"^images\b"),
+    bad("stn.STN", lambda: stn.STN(stn_models.localisation_fcn(), 32).transform(torch.zeros(2, 28, 28)),
         ValueError, r"^images\b"),
     # train
     bad("train.seed_everything", lambda: train.seed_everything(-1), ValueError, r"^seed\b"),

@@ -9,8 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch.distributions import Bernoulli, Independent, Normal, kl_divergence
 
+from conftest import assert_trains_for_two_steps, each_scale
 from paperlib.answers import check_answer
-from paperlib.train import fit
 from paperlib.beta_vae import SCALES as BETA_SCALES
 from paperlib.beta_vae import ConvVAE, active_latents, beta_vae_loss, capacity_loss, capacity_schedule
 from paperlib.distributions import bernoulli_nll, kl_normal
@@ -131,10 +131,9 @@ def test_conv_vae_architecture(image_size, convs):
     assert torch.isfinite(beta_vae_loss(logits, x, mu, logvar, 4.0))
 
 
-@pytest.mark.parametrize("scale", sorted(BETA_SCALES))
-def test_every_scale_builds_and_trains_for_two_steps(scale):
+@each_scale(BETA_SCALES)
+def test_every_scale_builds_and_trains_for_two_steps(cfg):
     """The paper-scale switch must not rot: build each configuration and take two steps of each loss."""
-    cfg = BETA_SCALES[scale]
     torch.manual_seed(0)
     model = ConvVAE(cfg["image_size"], cfg["z_dim"], cfg["channels"], cfg["hidden"])
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg["lr"])
@@ -148,9 +147,7 @@ def test_every_scale_builds_and_trains_for_two_steps(scale):
         return (capacity_loss(logits, xb, mu, logvar, cfg["gamma"], C)
                 + beta_vae_loss(logits, xb, mu, logvar, max(cfg["betas"])))
 
-    history = fit(model, both_losses, x, optimizer, steps=2, batch_size=cfg["batch_size"] // 2,
-                  progress=False)
-    assert len(history.step_loss) == 2 and all(map(math.isfinite, history.step_loss))
+    assert_trains_for_two_steps(model, both_losses, x, optimizer, batch_size=cfg["batch_size"] // 2)
 
 
 def test_the_chapters_derive_it_yourself_checkers_reject_wrong_answers():

@@ -14,6 +14,7 @@ import re
 import http.server
 import os
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlparse
@@ -73,32 +74,23 @@ def browser():
         browser.close()
 
 
+# What a page can get wrong, each kind a list in PageReport.found, in the order problems() reports them.
+PROBLEM_KINDS = ("untypeset", "merrors", "offsite_requests", "failed_requests", "broken_images",
+                 "leaked_tex", "proofs_run_together", "proofs_without_derivation", "console_errors",
+                 "page_errors")
+
+
 @dataclass
 class PageReport:
-    """What one page did in the browser."""
+    """What one page did in the browser: how much maths it typeset, and what it got wrong, by kind."""
 
     url: str
     math_elements: int = 0
     mjx_containers: int = 0
-    untypeset: list[str] = field(default_factory=list)
-    merrors: list[str] = field(default_factory=list)
-    offsite_requests: list[str] = field(default_factory=list)
-    failed_requests: list[str] = field(default_factory=list)
-    broken_images: list[str] = field(default_factory=list)
-    leaked_tex: list[str] = field(default_factory=list)
-    proofs_run_together: list[str] = field(default_factory=list)
-    proofs_without_derivation: list[str] = field(default_factory=list)
-    console_errors: list[str] = field(default_factory=list)
-    page_errors: list[str] = field(default_factory=list)
+    found: dict[str, list[str]] = field(default_factory=lambda: {kind: [] for kind in PROBLEM_KINDS})
 
     def problems(self) -> list[str]:
-        out = []
-        for name in ("untypeset", "merrors", "offsite_requests", "failed_requests",
-                     "broken_images", "leaked_tex", "proofs_run_together",
-                     "proofs_without_derivation", "console_errors", "page_errors"):
-            for item in getattr(self, name):
-                out.append(f"{name}: {item}")
-        return out
+        return [f"{kind}: {item}" for kind in PROBLEM_KINDS for item in self.found[kind]]
 
 
 # Runs in the page after load: wait for MathJax's first typeset (when the page loads MathJax)
@@ -158,42 +150,51 @@ async () => {
 """
 
 
-def audit(browser, url: str, inject: str | None = None) -> PageReport:
-    """Load ``url``, optionally run ``inject`` (async JS) after MathJax, and report."""
-    report = PageReport(url=url)
-    context = browser.new_context()
+def _local_page(browser, on_offsite: Callable[[str], None] | None = None, **context_options):
+    """A new browser context (made with ``context_options``) and a page in it that may load only
+    from LOCAL_HOSTS: any other request is aborted and, when ``on_offsite`` is given, its URL is
+    passed to it. Returns ``(context, page)``; the caller closes the context."""
+    context = browser.new_context(**context_options)
 
     def route(r):
         if urlparse(r.request.url).hostname in LOCAL_HOSTS:
             r.continue_()
-        else:
-            report.offsite_requests.append(r.request.url)
-            r.abort()
+            return
+        if on_offsite is not None:
+            on_offsite(r.request.url)
+        r.abort()
 
     context.route("**/*", route)
     page = context.new_page()
     page.set_default_timeout(TIMEOUT_MS)
-    page.on("console", lambda m: m.type == "error" and report.console_errors.append(
+    return context, page
+
+
+def audit(browser, url: str, inject: str | None = None) -> PageReport:
+    """Load ``url``, optionally run ``inject`` (async JS) after MathJax, and report."""
+    report = PageReport(url=url)
+    context, page = _local_page(browser, on_offsite=report.found["offsite_requests"].append)
+    page.on("console", lambda m: m.type == "error" and report.found["console_errors"].append(
         f"{m.text} ({m.location.get('url', '')})"))
-    page.on("pageerror", lambda e: report.page_errors.append(str(e)))
+    page.on("pageerror", lambda e: report.found["page_errors"].append(str(e)))
     page.on("requestfailed", lambda r: urlparse(r.url).hostname in LOCAL_HOSTS
-            and report.failed_requests.append(f"{r.url}: {r.failure}"))
+            and report.found["failed_requests"].append(f"{r.url}: {r.failure}"))
     page.on("response", lambda r: r.status >= 400
-            and report.failed_requests.append(f"{r.url}: HTTP {r.status}"))
+            and report.found["failed_requests"].append(f"{r.url}: HTTP {r.status}"))
     try:
         page.goto(url, wait_until="load")
         page.evaluate(_INSPECT)
         if inject:
             page.evaluate(inject)
-        found = page.evaluate(_INSPECT)
+        inspected = page.evaluate(_INSPECT)
         page.wait_for_load_state("networkidle")
     finally:
         context.close()
-    report.math_elements = found["math_elements"]
-    report.mjx_containers = found["mjx_containers"]
-    for key in ("untypeset", "merrors", "broken_images", "leaked_tex", "proofs_run_together",
-                "proofs_without_derivation"):
-        getattr(report, key).extend(found[key])
+    report.math_elements = inspected["math_elements"]
+    report.mjx_containers = inspected["mjx_containers"]
+    for kind in ("untypeset", "merrors", "broken_images", "leaked_tex", "proofs_run_together",
+                 "proofs_without_derivation"):
+        report.found[kind].extend(inspected[kind])
     return report
 
 
@@ -262,7 +263,7 @@ def test_the_check_catches_a_broken_page(browser, site, toc_chapters, snippet, f
     left as plain text (a Markdown output that was not parsed), a proof whose numbered steps run
     together in one paragraph, and a proof that pastes no checked derivation each fail it."""
     report = audit(browser, _chapter_url(site, toc_chapters), inject=_append(snippet))
-    assert getattr(report, flagged), f"{flagged} not detected: {report}"
+    assert report.found[flagged], f"{flagged} not detected: {report}"
     assert report.problems()
 
 
@@ -305,11 +306,7 @@ async () => {
 
 
 def phone_report(browser, url: str, inject: str | None = None) -> dict:
-    context = browser.new_context(viewport=PHONE)
-    context.route("**/*", lambda r: r.continue_() if urlparse(r.request.url).hostname in LOCAL_HOSTS
-                  else r.abort())
-    page = context.new_page()
-    page.set_default_timeout(TIMEOUT_MS)
+    context, page = _local_page(browser, viewport=PHONE)
     try:
         page.goto(url, wait_until="load")
         if inject:
@@ -357,11 +354,7 @@ RAW_SOURCE = re.compile(r"\\[A-Za-z]+|\$|\bimport \w|\bsp\.\w|= Derivation\(")
 def test_search_snippets_quote_prose_not_tex_or_code(browser, site, built_book) -> None:
     """Searching for words that occur beside formulas and code gives snippets free of TeX and
     code (_ext/search_snippets.py); the index lists no page for TeX command words."""
-    context = browser.new_context()
-    context.route("**/*", lambda r: r.continue_() if urlparse(r.request.url).hostname in LOCAL_HOSTS
-                  else r.abort())
-    page = context.new_page()
-    page.set_default_timeout(TIMEOUT_MS)
+    context, page = _local_page(browser)
     snippets = {}
     try:
         for query in ("reparameterization", "derivation", "jacobian"):

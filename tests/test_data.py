@@ -21,6 +21,16 @@ NOTICE = ("paperlib.data.mnist: offline, using the 5,000 MNIST digits shipped wi
           "(4,500 train / 500 test); this is the {} split.")
 
 
+def _assert_digit_images(x: torch.Tensor, y: torch.Tensor, n: int, side: int, levels: int) -> None:
+    """``n`` float32 images of ``side`` x ``side`` pixels in [0, 1] (each a multiple of 1 / ``levels``,
+    the raw integer values rescaled) with long labels covering all ten digits."""
+    assert x.shape == (n, 1, side, side) and y.shape == (n,)
+    assert x.dtype == torch.float32 and y.dtype == torch.long
+    assert x.min() == 0 and x.max() == 1
+    assert torch.equal(x * levels, (x * levels).round()), f"raw values are 0..{levels}"
+    assert sorted(y.unique().tolist()) == list(range(10))
+
+
 def _as_uint8(images: torch.Tensor) -> np.ndarray:
     """N x 1 x 28 x 28 in [0, 1] back to the N x 784 bytes they came from."""
     return (images * 255).round().to(torch.uint8).flatten(1).numpy()
@@ -37,12 +47,7 @@ def offline() -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
 @pytest.mark.parametrize("split, n", [("train", data.OFFLINE_TRAIN_SIZE),
                                       ("test", data.OFFLINE_TEST_SIZE)])
 def test_offline_shapes_types_and_range(offline, split, n):
-    x, y = offline[split]
-    assert x.shape == (n, 1, 28, 28) and y.shape == (n,)
-    assert x.dtype == torch.float32 and y.dtype == torch.long
-    assert x.min() == 0 and x.max() == 1
-    assert torch.equal(x * 255, (x * 255).round()), "intensities are bytes / 255"
-    assert sorted(y.unique().tolist()) == list(range(10))
+    _assert_digit_images(*offline[split], n=n, side=28, levels=255)   # intensities are bytes / 255
 
 
 def test_offline_sizes_and_stratification(offline):
@@ -115,12 +120,7 @@ def test_binarize_stochastic_is_reproducible_and_unbiased():
 
 
 def test_digits():
-    x, y = data.digits()
-    assert x.shape == (1797, 1, 8, 8) and y.shape == (1797,)
-    assert x.dtype == torch.float32 and y.dtype == torch.long
-    assert x.min() == 0 and x.max() == 1
-    assert torch.equal(x * 16, (x * 16).round()), "raw values are 0..16"
-    assert sorted(y.unique().tolist()) == list(range(10))
+    _assert_digit_images(*data.digits(), n=1797, side=8, levels=16)
 
 
 # --- the download path, against a server on 127.0.0.1 ---------------------------------------

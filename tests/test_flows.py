@@ -20,6 +20,12 @@ from paperlib.distributions import bernoulli_nll, log_normal, log_standard_norma
 pytestmark = pytest.mark.usefixtures("float64")  # exact comparisons in double precision
 
 
+def square_grid(half_width: float, h: float) -> torch.Tensor:
+    """The centres of the h x h cells that tile [-half_width, half_width]^2, shape [N, 2]."""
+    axis = torch.arange(-half_width + h / 2, half_width, h)
+    return torch.cartesian_prod(axis, axis)
+
+
 def autograd_log_det(flow, z):
     """log|det df/dz| per example from the full autograd Jacobian."""
     out = []
@@ -29,10 +35,18 @@ def autograd_log_det(flow, z):
     return torch.stack(out)
 
 
+@pytest.mark.parametrize("layer, beta", [(PlanarFlow, None), (RadialFlow, None), (RadialFlow, -8.0),
+                                         (RadialFlow, 3.0)],
+                         ids=["planar", "radial", "radial-contracting", "radial-expanding"])
 @pytest.mark.parametrize("dim", [1, 2, 3, 5])
-def test_planar_log_det_matches_autograd_jacobian(dim):
+def test_layer_log_det_matches_autograd_jacobian(layer, beta, dim):
+    """For radial flows also at beta = -8, which puts beta_hat near -alpha (a strong contraction),
+    and at beta = 3 (an expansion)."""
     torch.manual_seed(dim)
-    flow = PlanarFlow(dim, init_scale=1.5)
+    flow = layer(dim, init_scale=1.5)
+    if beta is not None:
+        with torch.no_grad():
+            flow.beta.fill_(beta)
     z = 2 * torch.randn(6, dim)
     _, log_det = flow(z)
     assert log_det.shape == (6,)
@@ -47,7 +61,7 @@ def test_stack_log_det_matches_autograd_and_adds():
     torch.testing.assert_close(log_det, autograd_log_det(stack, z))
     # composition: the log-determinants of the layers add
     total, x = torch.zeros(5), z
-    for layer in stack.flows:
+    for layer in stack.layers:
         x, step = layer(x)
         total = total + step
     torch.testing.assert_close(total, log_det)
@@ -118,14 +132,16 @@ def test_float32_and_float64_and_inverse_log_prob():
     torch.testing.assert_close(inv_log_det, -stack(z0)[1])
 
 
-def test_flow_density_integrates_to_one():
-    torch.manual_seed(2)
-    stack = NormalizingFlow(2, K=4, init_scale=0.8)
+@pytest.mark.parametrize("layer, seed, half_width", [(PlanarFlow, 2, 7), (RadialFlow, 3, 8)])
+def test_flow_density_integrates_to_one(layer, seed, half_width):
+    """A stack of four layers: ln q_K integrates to 1 on a grid and agrees with the sampler's."""
+    torch.manual_seed(seed)
+    stack = NormalizingFlow(2, K=4, init_scale=0.8, layer=layer)
     h = 0.1
-    axis = torch.arange(-7 + h / 2, 7, h)
-    grid = torch.cartesian_prod(axis, axis)
-    mass = (stack.log_prob(grid).exp().sum() * h * h).item()
+    mass = (stack.log_prob(square_grid(half_width, h)).exp().sum() * h * h).item()
     assert abs(mass - 1) < 1e-3
+    z0, zK, log_q = stack.sample(50, torch.Generator().manual_seed(0))
+    torch.testing.assert_close(stack.log_prob(zK), log_q)
 
 
 def test_potentials_against_closed_forms_and_quadrature():
@@ -163,23 +179,29 @@ def test_kl_is_zero_for_the_base_density_and_positive_otherwise():
     assert kl1 > 0.5
 
 
-def test_flows_fitted_side_by_side_match_the_modules_and_lower_the_kl():
+@pytest.mark.parametrize("layer, K", [(PlanarFlow, 2), (RadialFlow, 3)])
+def test_flows_stacked_side_by_side_match_the_modules(layer, K):
+    """fit_flows's vmap over one flow's forward gives each flow's own (z_K, log_det)."""
     torch.manual_seed(0)
-    a, b_ = NormalizingFlow(2, K=2, init_scale=1.0), NormalizingFlow(2, K=2, init_scale=1.0)
+    a, b_ = (NormalizingFlow(2, K=K, init_scale=1.0, layer=layer) for _ in range(2))
     z = torch.randn(2, 6, 2)
-    zK, log_det = _Stacked([a, b_])(z)        # vmap over one flow's forward
+    zK, log_det = _Stacked([a, b_])(z)
     for p, f in enumerate((a, b_)):
         ref = f(z[p])
         torch.testing.assert_close(zK[p], ref[0])
         torch.testing.assert_close(log_det[p], ref[1])
+
+
+def test_flows_fitted_side_by_side_lower_the_kl():
+    torch.manual_seed(0)
     torch.set_default_dtype(torch.float32)
     untrained = NormalizingFlow(2, K=2)
     kl0, _ = kl_box(untrained, 2, n=4000, generator=torch.Generator().manual_seed(1))
     fitted = [NormalizingFlow(2, K=8), NormalizingFlow(2, K=8)]
-    before = [f.flows[0].u.detach().clone() for f in fitted]
+    before = [f.layers[0].u.detach().clone() for f in fitted]
     history = fit_flows(fitted, [2, 2], steps=150, generator=torch.Generator().manual_seed(0))
     assert len(history.step_loss) == 150
-    assert all(not torch.equal(f.flows[0].u, u0) for f, u0 in zip(fitted, before))  # copied back
+    assert all(not torch.equal(f.layers[0].u, u0) for f, u0 in zip(fitted, before))  # copied back
     kls = [kl_box(f, 2, n=4000, generator=torch.Generator().manual_seed(1))[0] for f in fitted]
     assert all(0 <= v < kl0 for v in kls)
     with pytest.raises(ValueError, match="^flows"):
@@ -313,22 +335,6 @@ def test_the_chapters_block_product_check_rejects_a_wrong_corner():
 # ---------------------------------------------------------------- radial flows and the free energy
 
 
-
-@pytest.mark.parametrize("dim", [1, 2, 3, 5])
-def test_radial_log_det_matches_autograd_jacobian(dim):
-    torch.manual_seed(dim)
-    flow = RadialFlow(dim, init_scale=1.5)
-    z = 2 * torch.randn(6, dim)
-    _, log_det = flow(z)
-    assert log_det.shape == (6,)
-    torch.testing.assert_close(log_det, autograd_log_det(flow, z))
-    # a contracting flow (beta_hat near -alpha) and an expanding one, by the formula and by autograd
-    for b in (-8.0, 3.0):
-        with torch.no_grad():
-            flow.beta.fill_(b)
-        torch.testing.assert_close(flow(z)[1], autograd_log_det(flow, z))
-
-
 @pytest.mark.parametrize("scale", [1e-3, 1.0, 1e3])
 @pytest.mark.parametrize("b", [-10.0, 0.0, 5.0])
 def test_radial_inverse_round_trips(scale, b):
@@ -343,18 +349,6 @@ def test_radial_inverse_round_trips(scale, b):
     torch.testing.assert_close(back, z, atol=1e-10 * scale, rtol=1e-9)
     torch.testing.assert_close(inv_log_det, -log_det)
     assert torch.isfinite(log_det).all()
-
-
-def test_radial_stack_density_integrates_to_one():
-    torch.manual_seed(3)
-    stack = NormalizingFlow(2, K=4, init_scale=0.8, layer=RadialFlow)
-    h = 0.1
-    axis = torch.arange(-8 + h / 2, 8, h)
-    grid = torch.cartesian_prod(axis, axis)
-    mass = (stack.log_prob(grid).exp().sum() * h * h).item()
-    assert abs(mass - 1) < 1e-3
-    z0, zK, log_q = stack.sample(50, torch.Generator().manual_seed(0))
-    torch.testing.assert_close(stack.log_prob(zK), log_q)
 
 
 @settings(max_examples=60, deadline=None)
@@ -385,25 +379,13 @@ def test_radial_needs_beta_above_minus_alpha():
     assert radial(r, z0, 0.5, -0.75)[0][0, 0] < 0
 
 
-def test_radial_flows_fitted_side_by_side_match_the_modules():
-    torch.manual_seed(0)
-    a, b_ = (NormalizingFlow(2, K=3, init_scale=1.0, layer=RadialFlow) for _ in range(2))
-    z = torch.randn(2, 6, 2)
-    zK, log_det = _Stacked([a, b_])(z)
-    for p, f in enumerate((a, b_)):
-        ref = f(z[p])
-        torch.testing.assert_close(zK[p], ref[0])
-        torch.testing.assert_close(log_det[p], ref[1])
-
-
 def test_free_energy_over_q0_equals_the_expectation_over_q_K():
     """thm-flows-free-energy on planar flows: the q0-side Monte Carlo estimate of F against the
     q_K-side integral of q_K (ln q_K + U) on a grid, and the + sign on the log-dets fails."""
     torch.manual_seed(5)
     flow = NormalizingFlow(2, K=3, init_scale=0.5)
     h = 0.1
-    axis = torch.arange(-8 + h / 2, 8, h)
-    grid = torch.cartesian_prod(axis, axis)
+    grid = square_grid(8, h)
     with torch.no_grad():
         log_q = flow.log_prob(grid)
         assert abs((log_q.exp().sum() * h * h).item() - 1) < 1e-6

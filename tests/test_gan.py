@@ -22,6 +22,13 @@ def _dirichlet(k, n, seed, dtype=torch.float64):
     return w / w.sum(-1, keepdim=True)
 
 
+def _twice_jsd(p, q):
+    """2 JSD(p, q) as KL(p || m) + KL(q || m) with m = (p + q) / 2 (Theorem 1's proof), by
+    torch.distributions."""
+    m = Categorical(probs=(p + q) / 2)
+    return torch_kl(Categorical(probs=p), m) + torch_kl(Categorical(probs=q), m)
+
+
 @settings(max_examples=40, deadline=None)
 @given(k=st.integers(2, 12), seed=st.integers(0, 2**16))
 def test_virtual_criterion_is_minus_log4_plus_twice_jsd(k, seed):
@@ -29,9 +36,7 @@ def test_virtual_criterion_is_minus_log4_plus_twice_jsd(k, seed):
     c = gan.virtual_criterion(p, q)
     torch.testing.assert_close(c, -math.log(4) + 2 * gan.js_divergence(p, q), rtol=0, atol=1e-12)
     # and via the two KLs to the mixture (Theorem 1's proof), with torch.distributions
-    m = Categorical(probs=(p + q) / 2)
-    expected = -math.log(4) + torch_kl(Categorical(probs=p), m) + torch_kl(Categorical(probs=q), m)
-    torch.testing.assert_close(c, expected, rtol=0, atol=1e-10)
+    torch.testing.assert_close(c, -math.log(4) + _twice_jsd(p, q), rtol=0, atol=1e-10)
     assert bool((c >= -math.log(4) - 1e-12).all())
 
 
@@ -204,14 +209,19 @@ def test_lagrangian_constraints_force_e_lambda_one_half():
     assert sp.simplify(sum(free.values()) - (1 - t) / t) == 0
 
 
-@pytest.mark.parametrize("seed", [0, 1, 2])
-def test_an_untrained_ring_generator_covers_no_mode(seed):
-    """The chapter's baseline for mode collapse: the ring generator before training covers nothing."""
+def _untrained_ring_samples(seed: int) -> torch.Tensor:
+    """1000 samples of the chapter's ring generator (z_dim 8, two hidden layers of 128) before any
+    training, its weights drawn after torch.manual_seed(seed)."""
     torch.manual_seed(seed)
     G = gan.Generator(8, 2, hidden_sizes=(128, 128))
     with torch.no_grad():
-        points = G.sample(1000, torch.Generator().manual_seed(9))
-    covered, good = ring.mode_coverage(points, std=0.1)
+        return G.sample(1000, torch.Generator().manual_seed(9))
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_an_untrained_ring_generator_covers_no_mode(seed):
+    """The chapter's baseline for mode collapse: the ring generator before training covers nothing."""
+    covered, good = ring.mode_coverage(_untrained_ring_samples(seed), std=0.1)
     assert covered == 0 and good < 0.01
 
 
@@ -227,10 +237,7 @@ def _largest_mode_share(points: torch.Tensor, std: float = 0.1) -> float:
 def test_the_controls_fail_the_chapters_mode_collapse_claims(seed):
     """The ring claims ("visits at least 3 modes", "one mode holds at least a quarter of the samples")
     fail on an untrained generator, and the second fails on real data from the ring."""
-    torch.manual_seed(seed)
-    G = gan.Generator(8, 2, hidden_sizes=(128, 128))
-    with torch.no_grad():
-        untrained = G.sample(1000, torch.Generator().manual_seed(9))
+    untrained = _untrained_ring_samples(seed)
     with pytest.raises(ClaimError):
         claim("over training, the generator visits at least 3 of the 8 modes",
               ring.mode_coverage(untrained, std=0.1)[0], at_least=3)
@@ -251,9 +258,8 @@ def test_non_saturating_criterion_is_kl_minus_twice_jsd_plus_the_data_term(k, se
     """prop-gan-ns-objective, part 1, against torch.distributions' KL divergences."""
     p, q = _dirichlet(k, 3, seed), _dirichlet(k, 3, seed + 1)
     d_star = p / (p + q)
-    m = Categorical(probs=(p + q) / 2)
-    two_jsd = torch_kl(Categorical(probs=p), m) + torch_kl(Categorical(probs=q), m)
-    expected = torch_kl(Categorical(probs=q), Categorical(probs=p)) - two_jsd + math.log(4) + (p * d_star.log()).sum(-1)
+    expected = (torch_kl(Categorical(probs=q), Categorical(probs=p)) - _twice_jsd(p, q)
+                + math.log(4) + (p * d_star.log()).sum(-1))
     torch.testing.assert_close(gan.non_saturating_criterion(p, q), expected, rtol=0, atol=1e-10)
     torch.testing.assert_close(gan.non_saturating_criterion(p, q), -(q * d_star.log()).sum(-1), rtol=0, atol=1e-12)
     # the "constant" is log 4 + E_pdata[log D*], not log 4: it is below log 4 and changes with p_g
@@ -275,9 +281,7 @@ def test_non_saturating_gradient_with_d_star_held_is_the_gradient_of_kl_minus_tw
     d_held = gan.optimal_discriminator(p, torch.softmax(theta, 0)).detach()
 
     def kl_minus_2jsd(q):
-        m = Categorical(probs=(p + q) / 2)
-        return (torch_kl(Categorical(probs=q), Categorical(probs=p))
-                - torch_kl(Categorical(probs=p), m) - torch_kl(Categorical(probs=q), m))
+        return torch_kl(Categorical(probs=q), Categorical(probs=p)) - _twice_jsd(p, q)
 
     target = grad(kl_minus_2jsd)
     torch.testing.assert_close(grad(lambda q: -(q * d_held.log()).sum()), target, rtol=0, atol=1e-12)

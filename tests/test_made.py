@@ -2,7 +2,6 @@
 ordering and connectivity seed), normalisation by brute force, the ensemble NLL, sampling, bad input."""
 
 import itertools
-import math
 
 import pytest
 import sympy as sp
@@ -11,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch.distributions import Bernoulli
 
+from conftest import assert_trains_for_two_steps
 from paperlib.made import (MADE, SCALES, MaskedLinear, connectivity, direct_mask, hidden_degrees, hidden_mask, input_degrees, mixture_nll, output_mask)
 from paperlib.maf import MAF, MAFLayer
 from paperlib import answers
@@ -227,9 +227,8 @@ def test_a_few_training_steps_lower_the_nll_and_the_paper_config_builds():
         paper.update_masks()
         return paper.loss(batch)
 
-    history = fit(paper, paper_loss, xs, torch.optim.Adam(paper.parameters(), lr=cfg["lr"]), steps=2,
-                  batch_size=4, progress=False)
-    assert len(history.step_loss) == 2 and all(map(math.isfinite, history.step_loss))
+    assert_trains_for_two_steps(paper, paper_loss, xs, torch.optim.Adam(paper.parameters(), lr=cfg["lr"]),
+                                batch_size=4)
 
 
 def test_the_chapter_exercise_checkers_reject_plausible_wrong_answers():
@@ -323,6 +322,15 @@ def test_maf_log_det_is_the_slogdet_of_the_autograd_jacobian_and_the_jacobian_is
         assert (jac[allowed(layer.ordering).T & ~torch.eye(d, dtype=torch.bool)] == 0).all()
 
 
+def _assert_inverse_undoes_forward(flow, x: torch.Tensor, atol: float) -> None:
+    """``flow.inverse`` maps ``flow(x)`` back to ``x``, and its log-determinant is minus the
+    forward one, both to within ``atol``."""
+    u, log_det = flow(x)
+    back, inverse_log_det = flow.inverse(u)
+    torch.testing.assert_close(back, x, rtol=0, atol=atol)
+    torch.testing.assert_close(inverse_log_det, -log_det, rtol=0, atol=atol)
+
+
 @settings(max_examples=20, deadline=None)
 @given(d=st.integers(2, 6), layers=st.integers(1, 3), natural=st.booleans(), seed=st.integers(0, 10**6))
 def test_inverse_undoes_forward_and_the_log_dets_cancel(d, layers, natural, seed):
@@ -330,18 +338,12 @@ def test_inverse_undoes_forward_and_the_log_dets_cancel(d, layers, natural, seed
     layer = MAFLayer(d, [12], natural_ordering=natural, seed=seed)
     _randomise(layer, seed=seed)
     x = torch.randn(5, d)
-    u, log_det = layer(x)
-    back, inverse_log_det = layer.inverse(u)
-    torch.testing.assert_close(back, x, rtol=0, atol=1e-10)
-    torch.testing.assert_close(inverse_log_det, -log_det, rtol=0, atol=1e-10)
+    _assert_inverse_undoes_forward(layer, x, atol=1e-10)
     x_again, _ = layer.inverse(torch.randn(5, d))
     torch.testing.assert_close(layer(x_again)[0], layer(layer.inverse(layer(x_again)[0])[0])[0])
     flow = MAF(d, [12], num_layers=layers, seed=seed)
     _randomise(flow, scale=0.3, seed=seed)
-    u, log_det = flow(x)
-    back, inverse_log_det = flow.inverse(u)
-    torch.testing.assert_close(back, x, rtol=0, atol=1e-9)
-    torch.testing.assert_close(inverse_log_det, -log_det, rtol=0, atol=1e-9)
+    _assert_inverse_undoes_forward(flow, x, atol=1e-9)
 
 
 def test_maf_log_prob_is_the_change_of_variables_and_matches_torch_distributions():

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from paperlib import distorted_mnist, proofs, stn
+from paperlib import distorted_mnist, proofs, stn, stn_models
 from paperlib.answers import check_answer
 from paperlib.train import error_rate, fit
 
@@ -194,7 +194,7 @@ def test_rotated_mnist_is_deterministic_and_in_range():
 @pytest.mark.parametrize("align_corners", [False, True])
 def test_stn_starts_at_the_identity_and_fused_equals_ours(align_corners):
     torch.manual_seed(0)
-    module = stn.STN(stn.localisation_fcn(), 32, align_corners=align_corners)
+    module = stn.STN(stn_models.localisation_fcn(), 32, align_corners=align_corners)
     images = torch.rand(5, 1, 28, 28)
     output, theta = module.transform(images)
     torch.testing.assert_close(theta, torch.eye(2, 3).expand(5, 2, 3))
@@ -207,13 +207,13 @@ def test_stn_starts_at_the_identity_and_fused_equals_ours(align_corners):
     torch.testing.assert_close(module(images), ours, rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("name", stn.MODELS)
-@pytest.mark.parametrize("scale", sorted(stn.SCALES))
+@pytest.mark.parametrize("name", stn_models.MODELS)
+@pytest.mark.parametrize("scale", sorted(stn_models.SCALES))
 def test_every_model_at_every_scale_builds_and_trains_for_two_steps(name, scale):
     """The paper-scale switch must not rot: build each configuration and take two steps."""
-    cfg = stn.SCALES[scale]
+    cfg = stn_models.SCALES[scale]
     torch.manual_seed(0)
-    model = stn.build(name, cfg).float()
+    model = stn_models.build(name, cfg).float()
     x = torch.rand(2 * cfg["batch_size"], 1, cfg["image_size"], cfg["image_size"], dtype=torch.float32)
     y = torch.randint(0, 10, (len(x),))
     assert model(x[:3]).shape == (3, 10)
@@ -225,21 +225,21 @@ def test_every_model_at_every_scale_builds_and_trains_for_two_steps(name, scale)
 
 
 def test_train_is_reproducible():
-    cfg = dict(stn.SCALES["quick"], epochs={name: 1 for name in stn.MODELS})
+    cfg = dict(stn_models.SCALES["quick"], epochs={name: 1 for name in stn_models.MODELS})
     x = torch.rand(64, 1, cfg["image_size"], cfg["image_size"])
     y = torch.randint(0, 10, (64,))
-    a = stn.train("ST-FCN", cfg, x, y, seed=4)
-    b = stn.train("ST-FCN", cfg, x, y, seed=4)
+    a = stn_models.train("ST-FCN", cfg, x, y, seed=4)
+    b = stn_models.train("ST-FCN", cfg, x, y, seed=4)
     for p, q in zip(a.parameters(), b.parameters()):
         assert torch.equal(p, q)
 
 
 def test_the_frozen_control_keeps_theta_at_the_identity_and_the_st_fcn_moves_it():
-    cfg = dict(stn.SCALES["quick"], epochs={name: 2 for name in stn.MODELS})
+    cfg = dict(stn_models.SCALES["quick"], epochs={name: 2 for name in stn_models.MODELS})
     x, y = torch.rand(64, 1, cfg["image_size"], cfg["image_size"]), torch.randint(0, 10, (64,))
     identity = torch.eye(2, 3).expand(64, 2, 3)
-    frozen = stn.train("ST-FCN" + stn.FROZEN, cfg, x, y, seed=0)
-    moving = stn.train("ST-FCN", cfg, x, y, seed=0)
+    frozen = stn_models.train("ST-FCN" + stn_models.FROZEN, cfg, x, y, seed=0)
+    moving = stn_models.train("ST-FCN", cfg, x, y, seed=0)
     with torch.no_grad():
         torch.testing.assert_close(frozen.stn.theta(x), identity, rtol=0, atol=0)
         assert (moving.stn.theta(x) - identity).abs().max() > 1e-4

@@ -8,6 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch.distributions import Bernoulli, Independent, Normal, kl_divergence
 
+from conftest import each_scale
 from paperlib.train import fit
 from paperlib.distributions import bernoulli_nll, gaussian_nll, kl_normal, log_normal, reparameterize
 from paperlib.vae import SCALES, VAE, elbo, iw_bound
@@ -114,10 +115,9 @@ def test_vae_shapes_and_elbo():
     assert torch.isfinite(gaussian.loss(x))
 
 
-@pytest.mark.parametrize("scale", sorted(SCALES))
-def test_every_scale_builds_and_trains_for_two_steps(scale):
+@each_scale(SCALES)
+def test_every_scale_builds_and_trains_for_two_steps(cfg):
     """The paper-scale switch must not rot: build each configuration and take two steps."""
-    cfg = SCALES[scale]
     torch.manual_seed(0)
     model = VAE(hidden=cfg["hidden"], z_dim=cfg["z_dim"]).float()
     x = torch.rand(2 * cfg["batch_size"], 1, 28, 28, dtype=torch.float32)
@@ -323,12 +323,20 @@ def test_latent_activity_is_the_variance_of_the_posterior_means():
     assert active_units(mu) == 2 and active_units(mu, threshold=0.0) == 3
 
 
-def test_autoregressive_vae_logit_i_sees_only_earlier_pixels():
+def _autoregressive_vae():
+    """A small AutoregressiveVAE (6 pixels, 5 hidden units, 2 latents) whose pixel-to-pixel weights
+    are random rather than the zeros it starts from, so that every allowed connection is in use."""
     from paperlib.vae import AutoregressiveVAE
 
     model = AutoregressiveVAE(x_dim=6, hidden=5, z_dim=2)
     with torch.no_grad():
         model.visible.weight.normal_(generator=torch.Generator().manual_seed(1))
+    return model
+
+
+def test_autoregressive_vae_logit_i_sees_only_earlier_pixels():
+    model = _autoregressive_vae()
+    with torch.no_grad():
         model.encoder[0].weight.zero_()                # q(z|x) no longer depends on x
     x = torch.rand(1, 6, generator=torch.Generator().manual_seed(2))
     for j in range(6):
@@ -340,11 +348,7 @@ def test_autoregressive_vae_logit_i_sees_only_earlier_pixels():
 
 
 def test_autoregressive_vae_elbo_matches_torch_distributions():
-    from paperlib.vae import AutoregressiveVAE
-
-    model = AutoregressiveVAE(x_dim=6, hidden=5, z_dim=2)
-    with torch.no_grad():
-        model.visible.weight.normal_(generator=torch.Generator().manual_seed(1))
+    model = _autoregressive_vae()
     x = torch.rand(4, 6, generator=torch.Generator().manual_seed(2)).round()
     logits, mu, logvar, _ = model(x, torch.Generator().manual_seed(3))
     expected = (Independent(Bernoulli(logits=logits), 1).log_prob(x)
