@@ -3,7 +3,8 @@
 Explained, derived and checked in the chapter ``chapters/generative/normalizing_flows.ipynb``.
 The pure functions (``m``, ``u_hat``, ``planar``, ``planar_inverse``) are what the chapter derives;
 ``FlowLayer`` is what every flow layer provides (the radial flows of ``paperlib.radial_flows``
-too), ``PlanarFlow`` and ``NormalizingFlow`` wrap the maths as modules, and ``FlowVAE`` is
+too), ``Flow`` is a stack of layers (``paperlib.maf.MAF`` is one), ``PlanarFlow`` and
+``NormalizingFlow`` wrap the maths as modules, and ``FlowVAE`` is
 :class:`paperlib.vae.VAE` with a stack of planar flows between the encoder and the decoder. Every
 flow returns ``(z, log_det)`` from ``forward`` and has an ``inverse``. All log-densities are in
 nats, one value per example. Fitting flows to the paper's Table 1 targets is
@@ -138,7 +139,7 @@ class PlanarFlow(FlowLayer):
     def __init__(self, d: int, init_scale: float = 0.1):
         super().__init__(d, init_scale)
         # u, w ~ N(0, init_scale^2 I) (u drawn first), b = 0
-        self.u, self.w = (nn.Parameter(init_scale * torch.randn(d)) for _ in "uw")
+        self.u, self.w = (nn.Parameter(init_scale * torch.randn(d)) for _ in range(2))
         self.b = nn.Parameter(torch.zeros(()))
 
     @property
