@@ -54,7 +54,7 @@ test: $(VENV)/.installed live-assets
 	mkdir -p $(dir $(NBVAL_LOG))
 	$(WITH_PAPERLIB) $(BIN)/pytest chapters $(BESIDE_NBVAL) --nbval --nbval-sanitize-with tests/nbval_sanitize.cfg \
 		-p no:cacheprovider --timeout=$(TIMEOUT) -ra --durations=10 $(call junit,nbval) > $(NBVAL_LOG) 2>&1 & \
-	notebooks=$$!; \
+	notebooks=$$!; trap 'kill $$notebooks 2>/dev/null' INT TERM; \
 	$(WITH_PAPERLIB) $(BIN)/pytest tests --ignore=$(BESIDE_NBVAL) --timeout=$(TIMEOUT) -ra --durations=15 \
 		$(call junit,suite); suite=$$?; \
 	wait $$notebooks; nbval=$$?; \
