@@ -202,7 +202,6 @@ class NormalizingFlow(Flow):
     def __init__(self, d: int, K: int, init_scale: float = 0.1, layer: type[FlowLayer] = PlanarFlow):
         if not isinstance(K, int) or isinstance(K, bool) or K < 0:
             raise ValueError(f"K: expected a non-negative integer number of flows, got {K!r}")
-        positive_int("d", d)
         super().__init__(d, [layer(d, init_scale) for _ in range(K)])
 
     def base_log_prob(self, z0: Tensor) -> Tensor:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import subprocess
@@ -88,8 +89,6 @@ def each_scale(scales: dict[str, dict]):
 def assert_trains_for_two_steps(model, loss, x, optimizer, batch_size: int) -> None:
     """Take two gradient steps of paperlib's ``fit`` on ``x`` and check that both recorded step
     losses are finite: a configuration (the paper's, above all) must not rot unnoticed."""
-    import math
-
     from paperlib.train import fit
 
     history = fit(model, loss, x, optimizer, steps=2, batch_size=batch_size, progress=False)

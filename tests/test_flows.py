@@ -7,6 +7,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from conftest import each_scale
+
 from paperlib.flows import (MARGIN, SCALES, FlowVAE, NormalizingFlow, PlanarFlow, m, planar,
                             planar_inverse, u_hat)
 from paperlib.potentials import (_Stacked, annealed_beta, box_wall, fit_flows, free_energy, kl_box,
@@ -231,9 +233,8 @@ def test_flow_vae_elbo_is_per_example_and_trains():
                                ref.elbo(x, kl="mc", generator=torch.Generator().manual_seed(3)))
 
 
-@pytest.mark.parametrize("scale", sorted(SCALES))
-def test_every_scale_builds_and_runs_two_steps(scale):
-    cfg = SCALES[scale]
+@each_scale(SCALES)
+def test_every_scale_builds_and_runs_two_steps(cfg):
     torch.set_default_dtype(torch.float32)
     flow = NormalizingFlow(2, K=32)
     fit_flows([flow], [1], steps=2, batch_size=cfg["batch_size"], lr=cfg["lr"],

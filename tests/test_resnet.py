@@ -8,6 +8,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from conftest import each_scale
 from paperlib.answers import check_answer, expected
 from paperlib.resnet import (SCALES, BasicBlock, blocks_per_stage, cifar_resnet, count_parameters, deepen, gradient_norms, pad_shortcut, stack_jacobian, train)
 from paperlib.preact_resnet import PreActBasicBlock, input_gradient_ratio, preact_resnet
@@ -119,9 +120,8 @@ def test_training_reduces_the_error_and_error_rate_is_a_fraction():
     assert 0 <= error_rate(net, x, y) <= before and history.loss[-1] < history.loss[0]
 
 
-@pytest.mark.parametrize("scale", sorted(SCALES))
-def test_every_scale_builds_and_trains_for_two_steps(scale):
-    cfg = SCALES[scale]
+@each_scale(SCALES)
+def test_every_scale_builds_and_trains_for_two_steps(cfg):
     side = 8 if cfg["data"] == "digits" else 28
     for depth in cfg["depths"]:
         for plain in (False, True):

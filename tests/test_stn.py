@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from conftest import each_scale
 from paperlib import distorted_mnist, proofs, stn, stn_models
 from paperlib.answers import check_answer
 from paperlib.train import error_rate, fit
@@ -208,10 +209,9 @@ def test_stn_starts_at_the_identity_and_fused_equals_ours(align_corners):
 
 
 @pytest.mark.parametrize("name", stn_models.MODELS)
-@pytest.mark.parametrize("scale", sorted(stn_models.SCALES))
-def test_every_model_at_every_scale_builds_and_trains_for_two_steps(name, scale):
+@each_scale(stn_models.SCALES)
+def test_every_model_at_every_scale_builds_and_trains_for_two_steps(name, cfg):
     """The paper-scale switch must not rot: build each configuration and take two steps."""
-    cfg = stn_models.SCALES[scale]
     torch.manual_seed(0)
     model = stn_models.build(name, cfg).float()
     x = torch.rand(2 * cfg["batch_size"], 1, cfg["image_size"], cfg["image_size"], dtype=torch.float32)
